@@ -1,0 +1,191 @@
+"""Typed run configuration: the single source of defaults. YAML in, validated, resolved config saved per run."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keyhead.errors import KeyheadError
+from keyhead.utils.io import atomic_write
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    path: str = Field("", description="labels: a Lightning Pose folder, DLC project, CSV, COCO JSON or .pts folder")
+    input_size: tuple[int, int] = Field((256, 256), description="model input (height, width) in pixels")
+    in_channels: Literal[1, 3] = 3
+    split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train / val / test fractions")
+    split_seed: int = 42
+    flip_pairs: list[tuple[str, str]] = Field(default_factory=list, description="left/right keypoint name pairs")
+    keypoints: list[str] | None = Field(None, description="use only these keypoints (default: all)")
+    cache_max_side: int = Field(1024, description="images are cached in memory, downscaled to at most this side")
+    nme_normalizer: str = Field(
+        "auto",
+        description="NME/PCK normaliser: auto (inter-ocular for 68-point faces, else the labels' box diagonal), "
+        "interocular, bbox, none, or two keypoint names 'a,b' (their distance)",
+    )
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(x < 0 for x in v) or abs(sum(v) - 1.0) > 1e-6 or v[0] <= 0:
+            raise ValueError("split must be three non-negative fractions (train > 0) that sum to 1, e.g. [0.8, 0.1, 0.1]")
+        return v
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if v[0] < 32 or v[1] < 32 or v[0] % 32 or v[1] % 32:
+            raise ValueError("input_size must be [height, width], each a multiple of 32 and at least 32")
+        return v
+
+
+class ModelConfig(_Section):
+    backbone: str = "resnet18"
+    pretrained: bool | str = Field(False, description="true: installed/offline weights or hub; or a local file path")
+    head: str = "heatmap"
+    head_kwargs: dict[str, Any] = Field(default_factory=dict)
+    downsample_factor: int = Field(2, ge=0, le=5, description="heatmap stride is 2**downsample_factor pixels")
+    sigma: float = Field(1.25, gt=0, description="Gaussian target sigma in heatmap cells")
+    loss: str = "heatmap_mse"
+    decoder: str = "subpixel_maxima"
+    decoder_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentConfig(_Section):
+    enabled: bool = True
+    rotation: float = Field(15.0, ge=0, description="max rotation in degrees")
+    scale: tuple[float, float] = (0.85, 1.15)
+    translate: float = Field(0.08, ge=0, description="max shift as a fraction of the input size")
+    hflip: float = Field(0.0, ge=0, le=1, description="flip probability; needs data.flip_pairs when keypoints are sided")
+    brightness: float = Field(0.2, ge=0)
+    contrast: float = Field(0.2, ge=0)
+    blur: float = Field(0.1, ge=0, le=1, description="probability of a Gaussian blur")
+    noise: float = Field(0.02, ge=0, description="std of additive Gaussian noise (images in [0, 1])")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    milestones: list[int] = Field(default_factory=list, description="MultiStepLR epochs")
+    gamma: float = Field(0.5, gt=0)
+    freeze_backbone_epochs: int = Field(0, ge=0, description="train only the head for this many epochs first")
+    early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement before stopping; 0 = off")
+    val_every: int = Field(1, ge=1)
+    max_minutes: float | None = Field(None, gt=0, description="wall-clock budget; training stops cleanly when spent")
+    seed: int = 0
+    num_workers: int = Field(0, ge=0)
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    precision: str = "32-true"
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+
+
+class RunConfig(_Section):
+    name: str = "run"
+    output_dir: str = "runs"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def _did_you_mean(section: type[BaseModel], key: str) -> str:
+    close = difflib.get_close_matches(key, list(section.model_fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(section.model_fields)}"
+
+
+def _section_for(loc: tuple) -> type[BaseModel]:
+    cls: type[BaseModel] = RunConfig
+    for part in loc[:-1]:
+        field = cls.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            cls = ann
+        else:
+            break
+    return cls
+
+
+def _friendly(err: ValidationError, source: str) -> KeyheadError:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"])
+    if e["type"] == "extra_forbidden":
+        hint = _did_you_mean(_section_for(e["loc"]), str(e["loc"][-1]))
+        return KeyheadError(f"{source}: unknown config key {key!r}{hint}")
+    return KeyheadError(f"{source}: config key {key!r}: {e['msg']} (got {e.get('input')!r})")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line override value, read as YAML (so ``3``, ``1e-3``, ``true``, ``[1, 2]`` work)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a raw config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise KeyheadError(f"override {item!r} is not of the form key=value (e.g. train.epochs=5)")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise KeyheadError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = parse_value(value)
+    return raw
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults), apply ``key=value`` overrides, validate.
+
+    Relative ``data.path`` values are resolved against the config file's folder.
+    """
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise KeyheadError(f"config file {p} does not exist (templates: `keyhead config --list`)")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise KeyheadError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise KeyheadError(f"{p}: the config must be a mapping of sections (data, model, augment, train)")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise _friendly(err, source) from None
+    if path is not None and cfg.data.path and not Path(cfg.data.path).is_absolute():
+        candidate = (Path(path).parent / cfg.data.path).resolve()
+        if candidate.exists() or not Path(cfg.data.path).exists():
+            cfg.data.path = str(candidate)
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML, atomically."""
+    with atomic_write(path) as f:
+        yaml.safe_dump(cfg.model_dump(mode="json"), f, sort_keys=False)
+
+
+def template_dir() -> Path:
+    return Path(__file__).parent / "configs"

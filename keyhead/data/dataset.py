@@ -1,0 +1,177 @@
+"""Labelled frames as a torch Dataset: cached images, one affine per sample, keypoints in input pixels."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from keyhead.config import AugmentConfig
+from keyhead.data.augment import box_matrix, photometric, random_affine, resize_matrix, transform_points, warp
+from keyhead.errors import KeyheadError
+from keyhead.types import LabeledFrames
+from keyhead.utils.io import atomic_write
+
+
+def read_image(path: str | os.PathLike, in_channels: int = 3) -> np.ndarray:
+    """Read an image as uint8 (H, W, C) RGB or (H, W, 1) grayscale; a clear error if missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise KeyheadError(f"image {path} does not exist; fix the path in the label file or restore the image")
+    flag = cv2.IMREAD_GRAYSCALE if in_channels == 1 else cv2.IMREAD_COLOR
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flag)
+    if img is None:
+        raise KeyheadError(f"image {path} could not be decoded (corrupt or not an image); replace or remove it")
+    return img[..., None] if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class ImageCache:
+    """Decodes each image once and keeps it in memory, downscaled so its longer side is <= ``max_side``.
+
+    ``get(i)`` returns the cached image and the 3x3 matrix from original pixels to cached pixels.
+    """
+
+    def __init__(self, frames: LabeledFrames, in_channels: int = 3, max_side: int = 1024) -> None:
+        self.frames = frames
+        self.in_channels = in_channels
+        self.max_side = max_side
+        self._images: dict[int, tuple[np.ndarray, np.ndarray, tuple[int, int]]] = {}
+
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(cached image (h, w, C) uint8, 3x3 original->cached matrix, original (W, H))."""
+        if i not in self._images:
+            img = read_image(self.frames.path(i), self.in_channels)
+            h, w = img.shape[:2]
+            scale = min(1.0, self.max_side / max(h, w))
+            if scale < 1.0:
+                nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+                img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+                img = img[..., None] if img.ndim == 2 else img
+                m = resize_matrix((w, h), (nw, nh))
+            else:
+                m = np.eye(3)
+            self._images[i] = (img, m, (w, h))
+        return self._images[i]
+
+    def size(self, i: int) -> tuple[int, int]:
+        return self.get(i)[2]
+
+
+class KeypointDataset(Dataset):
+    """Samples for training and evaluation.
+
+    Each sample: ``image`` (C, H, W) float32 in [0, 1], ``keypoints`` (K, 2) float32 in input pixels (NaN
+    missing), ``matrix`` (3, 3) float64 original->input pixels, ``index`` into ``frames``. With a box, the
+    subject's box (enlarged by 1.25) is cropped; else the whole image is resized to the input size.
+
+    Args:
+        frames: the labelled frames.
+        input_size: (H, W) model input.
+        augment: augmentation settings, or None for deterministic evaluation samples.
+        flip_pairs: keypoint index pairs swapped by a horizontal flip.
+        cache: a shared :class:`ImageCache` (train/val/test datasets share one).
+        seed: base seed; each (epoch, index) draws its own augmentation deterministically.
+    """
+
+    def __init__(
+        self,
+        frames: LabeledFrames,
+        input_size: tuple[int, int],
+        augment: AugmentConfig | None = None,
+        flip_pairs: list[tuple[int, int]] | None = None,
+        cache: ImageCache | None = None,
+        indices: list[int] | None = None,
+        in_channels: int = 3,
+        seed: int = 0,
+    ) -> None:
+        self.frames = frames
+        self.input_size = input_size
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.flip_pairs = list(flip_pairs or [])
+        self.cache = cache or ImageCache(frames, in_channels)
+        self.indices = list(range(len(frames))) if indices is None else list(indices)
+        self.seed = seed
+        self.epoch = 0
+        perm = np.arange(frames.num_keypoints)
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        self._flip_perm = perm
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def base_matrix(self, i: int) -> np.ndarray:
+        """Original pixels -> input pixels, before augmentation."""
+        out_wh = (self.input_size[1], self.input_size[0])
+        if self.frames.boxes is not None and np.all(np.isfinite(self.frames.boxes[i])):
+            return box_matrix(self.frames.boxes[i], out_wh)
+        return resize_matrix(self.cache.size(i), out_wh)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        i = self.indices[item]
+        img, to_cache, _ = self.cache.get(i)
+        out_wh = (self.input_size[1], self.input_size[0])
+        matrix = self.base_matrix(i)
+        kp = self.frames.keypoints[i].astype(np.float64)
+        rng = None
+        if self.augment is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            aug, flipped = random_affine(rng, self.augment, out_wh)
+            matrix = aug @ matrix
+            if flipped:
+                kp = kp[self._flip_perm]
+        image = warp(img, matrix @ np.linalg.inv(to_cache), out_wh).astype(np.float32) / 255.0
+        if rng is not None:
+            image = photometric(image, rng, self.augment)
+        xy = transform_points(kp, matrix).astype(np.float32)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "keypoints": torch.from_numpy(xy),
+            "matrix": torch.from_numpy(matrix),
+            "index": torch.tensor(i),
+        }
+
+
+def make_split(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:
+    """A deterministic train/val/test split of ``n`` frames (each non-empty fraction gets >= 1 frame)."""
+    if n == 0:
+        raise KeyheadError("the dataset has no labelled frames; check the label file")
+    perm = np.random.default_rng(seed).permutation(n).tolist()
+    n_val = max(1, round(fractions[1] * n)) if fractions[1] > 0 and n >= 3 else 0
+    n_test = max(1, round(fractions[2] * n)) if fractions[2] > 0 and n >= 3 else 0
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise KeyheadError(f"only {n} labelled frames: too few to split {fractions}; label more or change data.split")
+    return {
+        "train": sorted(perm[:n_train]),
+        "val": sorted(perm[n_train : n_train + n_val]),
+        "test": sorted(perm[n_train + n_val :]),
+    }
+
+
+def save_split(split: dict[str, list[int]], frames: LabeledFrames, path: str | os.PathLike) -> None:
+    """Write the split with image paths, so it can be checked against the data later."""
+    payload = {name: [frames.image_paths[i] for i in idx] for name, idx in split.items()}
+    with atomic_write(path) as f:
+        json.dump(payload, f, indent=1)
+
+
+def load_split(path: str | os.PathLike, frames: LabeledFrames) -> dict[str, list[int]]:
+    """Read a saved split and map its image paths back to indices of ``frames``."""
+    payload = json.loads(Path(path).read_text())
+    lookup = {p: i for i, p in enumerate(frames.image_paths)}
+    split: dict[str, list[int]] = {}
+    for name, paths in payload.items():
+        missing = [p for p in paths if p not in lookup]
+        if missing:
+            raise KeyheadError(
+                f"{path}: {len(missing)} images of split {name!r} are not in the labels (first: {missing[0]}); "
+                "the data changed since the run was made"
+            )
+        split[name] = [lookup[p] for p in paths]
+    return split

@@ -1,0 +1,408 @@
+"""DeepLabCut / Lightning Pose label tables: CSV (3 header rows scorer / bodyparts / coords), pandas HDF5, projects.
+
+The CSV and the HDF5 readers both turn their file into one DataFrame with (scorer, bodyparts, coords) MultiIndex
+columns and the raw image paths as index, which ``_parse`` reads into ``LabeledFrames``; coordinates are taken as-is
+(DeepLabCut already uses pixel centres at integer coordinates).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from keyhead.data.formats._common import relative_image_path, resolve_root
+from keyhead.errors import KeyheadError
+from keyhead.types import LabeledFrames
+from keyhead.utils.io import atomic_write
+
+_HEADER = ["scorer", "bodyparts", "coords"]
+_COORDS = ("x", "y", "likelihood", "visibility")
+_MULTI_ANIMAL = (
+    "multi-animal DeepLabCut tables (with an 'individuals' header row) are not supported yet; "
+    "convert the project to single-animal, or export one individual per table"
+)
+_BLANK = {"", "nan", "NaN", "NAN"}
+
+
+class _Table(NamedTuple):
+    """A label table as both file formats hand it to ``_parse``.
+
+    Attributes:
+        data: (N, C) DataFrame, (scorer, bodyparts, coords) MultiIndex columns, raw image paths as index; cells are
+            strings (CSV) or floats (HDF5).
+        rows: N locations of the rows for messages, e.g. "row 5".
+        columns: C locations of the columns for messages, e.g. "column 3 (nose y)".
+    """
+
+    data: pd.DataFrame
+    rows: list[str]
+    columns: list[str]
+
+
+def _fmt(v: float) -> str:
+    return "" if not np.isfinite(v) else repr(float(v))
+
+
+def write_dlc_csv(
+    frames: LabeledFrames,
+    path: str | os.PathLike,
+    scorer: str = "keyhead",
+    likelihood: np.ndarray | None = None,
+) -> Path:
+    """Write labels (or predictions) as a DeepLabCut / Lightning Pose CSV, atomically.
+
+    Args:
+        frames: the frames; ``image_paths`` become the first column, relative to ``frames.root``.
+        path: output CSV path.
+        scorer: the first header row's value.
+        likelihood: optional (N, K) confidences; when given, each keypoint gets x, y, likelihood columns
+            (the DLC prediction layout), else x, y (the labelling layout). Missing values are empty cells.
+
+    Returns:
+        The written path.
+    """
+    n, k = len(frames), frames.num_keypoints
+    coords = ["x", "y"] if likelihood is None else ["x", "y", "likelihood"]
+    rows = [
+        ["scorer"] + [scorer] * (k * len(coords)),
+        ["bodyparts"] + [name for name in frames.keypoint_names for _ in coords],
+        ["coords"] + coords * k,
+    ]
+    for i in range(n):
+        row = [frames.image_paths[i]]
+        for j in range(k):
+            row += [_fmt(frames.keypoints[i, j, 0]), _fmt(frames.keypoints[i, j, 1])]
+            if likelihood is not None:
+                row.append(_fmt(likelihood[i, j]))
+        rows.append(row)
+    with atomic_write(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return Path(path)
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise KeyheadError(f"{path}: file not found; check the path")
+
+
+def _csv_table(path: Path) -> _Table:
+    _check_file(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            records = [(i, r) for i, r in enumerate(csv.reader(f), start=1) if any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise KeyheadError(f"{path}: not a readable CSV file ({e}); save it as a UTF-8 CSV") from None
+    labels = [r[0].strip().lower() for _, r in records[:4]]
+    if "individuals" in labels:
+        raise KeyheadError(f"{path}: {_MULTI_ANIMAL}")
+    if labels[:3] != _HEADER:
+        raise KeyheadError(
+            f"{path}: the first three rows must start with 'scorer', 'bodyparts', 'coords' (the DeepLabCut header), "
+            f"found {labels[:3]}; export the labels from DeepLabCut or Lightning Pose"
+        )
+    width = max(len(r) for _, r in records[:3])
+    header = [[c.strip() for c in r] + [""] * (width - len(r)) for _, r in records[:3]]
+    # Index columns (image path, or labeled-data / video / image) have empty bodyparts and coords cells.
+    n_index = 1
+    while n_index < width and not header[1][n_index] and not header[2][n_index]:
+        n_index += 1
+    if n_index == width:
+        raise KeyheadError(f"{path}: the header has no keypoint columns; each keypoint needs x and y columns")
+    paths, cells, rows = [], [], []
+    for number, record in records[3:]:
+        if any(c.strip() for c in record[width:]):
+            raise KeyheadError(
+                f"{path}, row {number}: {len(record)} cells but the header has {width} columns; remove the extra cells"
+            )
+        record = record[:width] + [""] * (width - len(record))
+        paths.append("/".join(c.strip() for c in record[:n_index] if c.strip()))
+        cells.append(record[n_index:])
+        rows.append(f"row {number}")
+    columns = pd.MultiIndex.from_arrays([h[n_index:] for h in header], names=_HEADER)
+    data = pd.DataFrame(cells, index=pd.Index(paths, dtype=object), columns=columns, dtype=object)
+    names = [f"column {n_index + j + 1} ({bp} {coord})" for j, (_, bp, coord) in enumerate(columns)]
+    return _Table(data, rows, names)
+
+
+def _h5_table(path: Path) -> _Table:
+    _check_file(path)
+    try:
+        data = pd.read_hdf(path)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise KeyheadError(
+            f"{path}: not a readable pandas HDF5 label table ({e}); export it again from DeepLabCut"
+        ) from None
+    if not isinstance(data, pd.DataFrame):
+        raise KeyheadError(f"{path}: holds a {type(data).__name__}, not a DataFrame; export it again from DeepLabCut")
+    if "individuals" in data.columns.names:
+        raise KeyheadError(f"{path}: {_MULTI_ANIMAL}")
+    if data.columns.nlevels != 3:
+        raise KeyheadError(
+            f"{path}: columns have {data.columns.nlevels} levels {list(data.columns.names)}, expected 3 "
+            "(scorer, bodyparts, coords); export it again from DeepLabCut"
+        )
+    data = data.copy()
+    data.columns = data.columns.set_names(_HEADER)
+    if isinstance(data.index, pd.MultiIndex):
+        paths = ["/".join(str(v) for v in row if str(v)) for row in data.index]
+    else:
+        paths = [str(v) for v in data.index]
+    data.index = pd.Index(paths, dtype=object)
+    rows = [f"table row {i + 1}" for i in range(len(data))]
+    names = [f"column ({bp}, {coord})" for _, bp, coord in data.columns]
+    return _Table(data, rows, names)
+
+
+def _to_float(table: _Table, source: Path) -> np.ndarray:
+    """The cells as a (N, C) float64 array; empty cells are NaN, anything else non-numeric is an error."""
+    data = table.data
+    if all(pd.api.types.is_numeric_dtype(t) for t in data.dtypes):
+        return data.to_numpy(dtype=np.float64)
+    out = np.full(data.shape, np.nan)
+    for i, row in enumerate(data.to_numpy(dtype=object)):
+        for j, cell in enumerate(row):
+            text = str(cell).strip()
+            if text in _BLANK:
+                continue
+            try:
+                out[i, j] = float(text)
+            except ValueError:
+                raise KeyheadError(
+                    f"{source}, {table.rows[i]}, {table.columns[j]}: {text!r} is not a number; "
+                    "write a decimal number, or leave the cell empty for a missing keypoint"
+                ) from None
+    return out
+
+
+def _gather(
+    values: np.ndarray, position: dict[tuple[str, str], int], names: list[str], coord: str, source: Path
+) -> np.ndarray | None:
+    """The (N, K) values of one coord for every keypoint, or None when no keypoint has that coord."""
+    present = [(name, coord) in position for name in names]
+    if not any(present):
+        return None
+    if not all(present):
+        raise KeyheadError(
+            f"{source}: keypoint '{names[present.index(False)]}' has no {coord} column while others do; "
+            "give every keypoint the same coords"
+        )
+    return values[:, [position[name, coord] for name in names]]
+
+
+def _parse(table: _Table, source: Path, root: str | os.PathLike | None) -> tuple[LabeledFrames, np.ndarray | None]:
+    """Labels, and the (N, K) likelihoods when the table has them; see ``read_dlc_csv`` for the rules."""
+    position: dict[tuple[str, str], int] = {}
+    for j, (_, bodypart, coord) in enumerate(table.data.columns):
+        bodypart, coord = str(bodypart).strip(), str(coord).strip().lower()
+        where = f"{source}, {table.columns[j]}"
+        if not bodypart:
+            raise KeyheadError(f"{where}: empty bodyparts cell; every keypoint column needs its keypoint name")
+        if coord not in _COORDS:
+            raise KeyheadError(f"{where}: coords {coord!r} is not one of {', '.join(_COORDS)}; fix the coords row")
+        if (bodypart, coord) in position:
+            first = table.columns[position[bodypart, coord]]
+            raise KeyheadError(f"{where}: a second '{bodypart} {coord}' column (the first is {first}); remove one")
+        position[bodypart, coord] = j
+    names = list(dict.fromkeys(bodypart for bodypart, _ in position))
+    for name in names:
+        for coord in ("x", "y"):
+            if (name, coord) not in position:
+                raise KeyheadError(f"{source}: keypoint '{name}' has no {coord} column; every keypoint needs x and y")
+    values = _to_float(table, source)
+    xy = np.stack([_gather(values, position, names, c, source) for c in ("x", "y")], axis=-1)
+    xy[np.isnan(xy).any(axis=-1)] = np.nan
+    likelihood = _gather(values, position, names, "likelihood", source)
+    visibility = _gather(values, position, names, "visibility", source)
+    if visibility is not None:
+        bad = np.argwhere(np.isfinite(visibility) & ~np.isin(visibility, (0, 1, 2)))
+        if len(bad):
+            i, k = bad[0]
+            raise KeyheadError(
+                f"{source}, {table.rows[i]}, {table.columns[position[names[k], 'visibility']]}: visibility "
+                f"{visibility[i, k]:g} is not 0, 1 or 2 (unlabelled, occluded, visible); fix the cell"
+            )
+        visibility = np.nan_to_num(visibility, nan=0.0).astype(np.int8)
+    raw = [str(p) for p in table.data.index]
+    root_dir = Path(root).resolve() if root is not None else resolve_root(source.parent, raw[0] if raw else None)
+    paths = [relative_image_path(p, root_dir, f"{source}, {table.rows[i]}") for i, p in enumerate(raw)]
+    first_row: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        j = first_row.setdefault(p, i)
+        if j != i:
+            raise KeyheadError(f"{source}: {table.rows[j]} and {table.rows[i]} both label {p}; keep only one of them")
+    frames = LabeledFrames(
+        root=root_dir,
+        image_paths=paths,
+        keypoints=xy,
+        keypoint_names=names,
+        visibility=visibility,
+        source=str(source),
+    )
+    return frames, None if likelihood is None else likelihood.astype(np.float32)
+
+
+def read_dlc_csv(path: str | os.PathLike, root: str | os.PathLike | None = None) -> LabeledFrames:
+    """Read a DeepLabCut or Lightning Pose label CSV.
+
+    The file has three header rows (scorer / bodyparts / coords) and then one row per image. The image is named by
+    one index column (``labeled-data/img01.png``, Lightning Pose and DeepLabCut < 2.2) or by three (``labeled-data``,
+    video folder, image name; DeepLabCut >= 2.2), told apart by their empty bodyparts and coords header cells.
+    coords may be ``x, y``, ``x, y, likelihood`` (predictions; likelihood is dropped here, see
+    ``read_dlc_predictions``) and may include ``visibility`` (0, 1, 2, kept). Coordinates are taken as-is: (x, y)
+    pixels with pixel centres at integers. Empty cells are missing (NaN); a keypoint with only one of x and y is
+    missing altogether.
+
+    Args:
+        path: the CSV file.
+        root: folder the image paths are relative to. Default: the CSV's folder, or the nearest of its (up to 3)
+            parent folders in which the first image exists (DeepLabCut's ``labeled-data/<video>/`` tables hold
+            paths relative to the project folder).
+
+    Returns:
+        The frames; ``keypoints`` is (N, K, 2) with K the bodyparts in column order.
+
+    Raises:
+        KeyheadError: a malformed header, a multi-animal table, a non-numeric cell (named by file row and column),
+            two rows for one image, or an image path outside ``root``.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> labels = LabeledFrames(d, ["img0.png"], np.array([[[10.0, 20.0]]]), ["nose"])
+        >>> read_dlc_csv(write_dlc_csv(labels, f"{d}/CollectedData.csv")).keypoints.tolist()
+        [[[10.0, 20.0]]]
+    """
+    path = Path(path)
+    return _parse(_csv_table(path), path, root)[0]
+
+
+def read_dlc_h5(path: str | os.PathLike, root: str | os.PathLike | None = None) -> LabeledFrames:
+    """Read the pandas HDF5 table DeepLabCut saves beside its CSV (``CollectedData_<scorer>.h5``).
+
+    Same rules and result as ``read_dlc_csv``; a 3-level row index (labeled-data, video, image) is joined with ``/``.
+
+    Example:
+        >>> frames = read_dlc_h5("Reaching/labeled-data/video1/CollectedData_Mackenzie.h5")  # doctest: +SKIP
+    """
+    path = Path(path)
+    return _parse(_h5_table(path), path, root)[0]
+
+
+def read_dlc_predictions(
+    path: str | os.PathLike, root: str | os.PathLike | None = None
+) -> tuple[LabeledFrames, np.ndarray]:
+    """Read DeepLabCut-style predictions (coords ``x, y, likelihood``) from a CSV, or an ``.h5``/``.hdf5`` table.
+
+    Args:
+        path: the table; rows are images (or video frame numbers, which become the "image paths").
+        root: as in ``read_dlc_csv``.
+
+    Returns:
+        (frames, likelihood): the predicted (x, y) as ``frames.keypoints`` (N, K, 2), and likelihood (N, K)
+        float32, NaN where the cell is empty.
+
+    Example:
+        >>> frames, likelihood = read_dlc_predictions("predictions.csv")  # doctest: +SKIP
+    """
+    path = Path(path)
+    table = _h5_table(path) if path.suffix.lower() in (".h5", ".hdf5") else _csv_table(path)
+    frames, likelihood = _parse(table, path, root)
+    if likelihood is None:
+        raise KeyheadError(
+            f"{path}: no likelihood columns, so these are labels, not predictions; read them with read_dlc_csv"
+        )
+    return frames, likelihood
+
+
+def _load_config(path: Path) -> dict:
+    _check_file(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise KeyheadError(f"{path}: not valid YAML ({e}); fix the file or recreate it with DeepLabCut") from None
+    if not isinstance(config, dict):
+        raise KeyheadError(f"{path}: expected a YAML mapping with scorer, bodyparts and skeleton")
+    return config
+
+
+def _project_skeleton(config: dict, path: Path, bodyparts: list[str]) -> list[tuple[str, str]]:
+    skeleton = config.get("skeleton") or []
+    if not isinstance(skeleton, list):
+        raise KeyheadError(f"{path}: skeleton must be a list of [bodypart, bodypart] pairs, got {skeleton!r}")
+    pairs = []
+    for pair in skeleton:
+        if not isinstance(pair, list) or len(pair) != 2 or any(str(p) not in bodyparts for p in pair):
+            raise KeyheadError(
+                f"{path}: skeleton entry {pair!r} is not a pair of bodyparts from {bodyparts}; fix the skeleton list"
+            )
+        pairs.append((str(pair[0]), str(pair[1])))
+    return pairs
+
+
+def read_dlc_project(folder: str | os.PathLike) -> LabeledFrames:
+    """Read every labelled video folder of a single-animal DeepLabCut project.
+
+    Reads ``config.yaml`` (scorer, bodyparts, skeleton) and ``labeled-data/<video>/CollectedData_<scorer>.csv``
+    (the ``.h5`` where the CSV is absent) for each video folder in sorted order, skipping folders without labels.
+
+    Args:
+        folder: the project folder (holding ``config.yaml`` and ``labeled-data/``).
+
+    Returns:
+        The frames of all videos, concatenated; ``root`` is the project folder and ``skeleton`` comes from the config.
+
+    Raises:
+        KeyheadError: a missing or invalid config, a multi-animal project, a table whose bodyparts differ from the
+            config's, or no labelled folder at all.
+
+    Example:
+        >>> frames = read_dlc_project("openfield-Pranav-2018-10-30")  # doctest: +SKIP
+    """
+    folder = Path(folder).resolve()
+    config_path = folder / "config.yaml"
+    config = _load_config(config_path)
+    if config.get("multianimalproject"):
+        raise KeyheadError(f"{config_path}: {_MULTI_ANIMAL}")
+    scorer, bodyparts = config.get("scorer"), config.get("bodyparts")
+    if not scorer or not isinstance(bodyparts, list) or not bodyparts:
+        raise KeyheadError(f"{config_path}: needs 'scorer' and a non-empty 'bodyparts' list; add them")
+    bodyparts = [str(b) for b in bodyparts]
+    skeleton = _project_skeleton(config, config_path, bodyparts)
+    labeled = folder / "labeled-data"
+    parts = []
+    for video in sorted(p for p in labeled.iterdir() if p.is_dir()) if labeled.is_dir() else []:
+        table = video / f"CollectedData_{scorer}.csv"
+        if table.is_file():
+            frames = read_dlc_csv(table, root=folder)
+        elif table.with_suffix(".h5").is_file():
+            table = table.with_suffix(".h5")
+            frames = read_dlc_h5(table, root=folder)
+        else:
+            continue
+        if frames.keypoint_names != bodyparts:
+            raise KeyheadError(
+                f"{table}: bodyparts {frames.keypoint_names} differ from {config_path} bodyparts {bodyparts}; "
+                "make them the same names in the same order"
+            )
+        parts.append(frames)
+    if not parts:
+        raise KeyheadError(
+            f"{folder}: no labeled-data/*/CollectedData_{scorer}.csv (or .h5); label frames first, "
+            "or check 'scorer' in config.yaml"
+        )
+    visibility = [p.visibility for p in parts]
+    return LabeledFrames(
+        root=folder,
+        image_paths=[path for p in parts for path in p.image_paths],
+        keypoints=np.concatenate([p.keypoints for p in parts]),
+        keypoint_names=bodyparts,
+        visibility=None if any(v is None for v in visibility) else np.concatenate(visibility),
+        skeleton=skeleton,
+        source=str(folder),
+    )

@@ -1,0 +1,192 @@
+"""Heatmap decoders as pure functions: (B, K, h, w) maps -> (x, y) in input pixels and a confidence.
+
+A heatmap of stride ``s`` has cell (u, v) centred at input pixel ((u + 0.5) * s - 0.5, (v + 0.5) * s - 0.5).
+Every decoder takes non-negative maps (already activated: spatial softmax, sigmoid, ...) and returns
+``(xy (B, K, 2), confidence (B, K))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def cells_to_pixels(uv: torch.Tensor, stride: float) -> torch.Tensor:
+    """Map heatmap cell coordinates (B, K, 2) to input pixels: x = (u + 0.5) * stride - 0.5."""
+    return (uv + 0.5) * stride - 0.5
+
+
+def pixels_to_cells(xy: torch.Tensor, stride: float) -> torch.Tensor:
+    """Inverse of :func:`cells_to_pixels`."""
+    return (xy + 0.5) / stride - 0.5
+
+
+def window_mass(maps: torch.Tensor, centre: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """Fraction of each map's mass inside a (2r+1) x (2r+1) window around an integer cell.
+
+    Args:
+        maps: (B, K, h, w) non-negative maps.
+        centre: (B, K, 2) integer (u, v) cells.
+        radius: half window size (2 gives Lightning Pose's 5x5 window).
+
+    Returns:
+        (B, K) in [0, 1].
+    """
+    b, k, h, w = maps.shape
+    size = 2 * radius + 1
+    local = F.avg_pool2d(maps.reshape(b * k, 1, h, w), size, stride=1, padding=radius, count_include_pad=True)
+    local = local.reshape(b, k, h * w) * (size * size)
+    idx = (centre[..., 1].clamp(0, h - 1) * w + centre[..., 0].clamp(0, w - 1)).long()
+    picked = local.gather(2, idx.unsqueeze(-1)).squeeze(-1)
+    total = maps.reshape(b, k, -1).sum(-1).clamp_min(1e-12)
+    return (picked / total).clamp(0.0, 1.0)
+
+
+def _argmax_cells(maps: torch.Tensor) -> torch.Tensor:
+    b, k, h, w = maps.shape
+    idx = maps.reshape(b, k, -1).argmax(-1)
+    return torch.stack((idx % w, idx // w), dim=-1)
+
+
+def argmax_subpixel(
+    maps: torch.Tensor, stride: float = 1.0, refine: bool = True, radius: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Arg-max with sub-pixel refinement by a parabola fit to the log-heatmap around the peak.
+
+    A Gaussian is a parabola in log space, so on a Gaussian target the fit recovers the exact centre.
+    Peaks on the border are not refined.
+
+    Args:
+        maps: (B, K, h, w) non-negative maps.
+        stride: input pixels per heatmap cell.
+        refine: fit the parabola (else the integer peak is returned).
+        radius: confidence window half-size in cells.
+
+    Returns:
+        xy (B, K, 2) in input pixels; confidence (B, K) = mass fraction in the window around the peak.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 8, 8); m[0, 0, 3, 5] = 1.0
+        >>> argmax_subpixel(m, stride=4.0)[0].tolist()
+        [[[21.5, 13.5]]]
+    """
+    b, k, h, w = maps.shape
+    peak = _argmax_cells(maps)
+    uv = peak.to(maps.dtype)
+    if refine:
+        logm = maps.clamp_min(1e-10).log().reshape(b, k, h * w)
+        u, v = peak[..., 0], peak[..., 1]
+
+        def at(du: int, dv: int) -> torch.Tensor:
+            uu = (u + du).clamp(0, w - 1)
+            vv = (v + dv).clamp(0, h - 1)
+            return logm.gather(2, (vv * w + uu).unsqueeze(-1)).squeeze(-1)
+
+        c = at(0, 0)
+        for axis, (lo, hi), size, coord in ((0, (at(-1, 0), at(1, 0)), w, u), (1, (at(0, -1), at(0, 1)), h, v)):
+            curv = lo - 2 * c + hi
+            offset = torch.where(curv < -1e-6, 0.5 * (lo - hi) / curv.clamp(max=-1e-6), torch.zeros_like(curv))
+            inside = (coord > 0) & (coord < size - 1)
+            uv[..., axis] = uv[..., axis] + torch.where(inside, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
+    return cells_to_pixels(uv, stride), window_mass(maps, peak, radius)
+
+
+def soft_argmax(
+    maps: torch.Tensor, stride: float = 1.0, temperature: float = 1.0, radius: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spatial expectation under softmax(maps / temperature) (differentiable).
+
+    Args:
+        maps: (B, K, h, w) scores (logits, or activated maps with a small temperature).
+        stride: input pixels per cell.
+        temperature: softmax temperature; small values sharpen towards the arg-max.
+        radius: confidence window half-size in cells.
+
+    Returns:
+        xy (B, K, 2) in input pixels; confidence (B, K) = mass of the softmax in the window around its peak.
+
+    Example:
+        >>> m = torch.zeros(1, 1, 5, 5); m[0, 0, 2, 1] = 50.0
+        >>> soft_argmax(m)[0].round().tolist()
+        [[[1.0, 2.0]]]
+    """
+    b, k, h, w = maps.shape
+    work = maps.float() if maps.dtype in (torch.float16, torch.bfloat16) else maps
+    prob = torch.softmax(work.reshape(b, k, -1) / temperature, dim=-1).reshape(b, k, h, w)
+    xs = torch.arange(w, device=maps.device, dtype=prob.dtype)
+    ys = torch.arange(h, device=maps.device, dtype=prob.dtype)
+    u = (prob.sum(2) * xs).sum(-1)
+    v = (prob.sum(3) * ys).sum(-1)
+    uv = torch.stack((u, v), dim=-1)
+    conf = window_mass(prob, uv.round().long(), radius)
+    return cells_to_pixels(uv, stride).to(maps.dtype), conf.to(maps.dtype)
+
+
+def _gaussian_kernel5(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.arange(5, device=device, dtype=dtype) - 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return g[:, None] * g[None, :]
+
+
+def upsample_blur(maps: torch.Tensor, steps: int, sigma: float = 1.0) -> torch.Tensor:
+    """Upsample 2x per step (bicubic, align_corners=False) and smooth with a 5x5 Gaussian (a pyramid step)."""
+    b, k, h, w = maps.shape
+    kernel = _gaussian_kernel5(sigma, maps.device, maps.dtype)[None, None]
+    x = maps.reshape(b * k, 1, h, w)
+    for _ in range(steps):
+        x = F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
+        x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel)
+    return x.clamp_min(0.0).reshape(b, k, x.shape[-2], x.shape[-1])
+
+
+def subpixel_maxima(
+    maps: torch.Tensor, stride: float = 1.0, upsample_steps: int = 2, beta: float = 1000.0, radius: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lightning Pose's ``run_subpixelmaxima``: upsample, sharpen, take the spatial expectation.
+
+    The maps are upsampled 2x per step (one step per downsampling level, bicubic + 5x5 Gaussian blur),
+    sharpened by a softmax of ``maps * beta``, and the expectation is taken. The confidence is the
+    probability mass of the sharpened distribution in a 5x5 window around its peak; as in Lightning Pose
+    it saturates near 1 for any peaked map (a known limitation; it still ranks keypoints).
+
+    Args:
+        maps: (B, K, h, w) spatial-softmax heatmaps (each map sums to 1).
+        stride: input pixels per cell of ``maps``.
+        upsample_steps: number of 2x upsampling steps (Lightning Pose: ``downsample_factor``).
+        beta: sharpening factor (Lightning Pose: 1000).
+        radius: confidence window half-size in upsampled cells.
+
+    Returns:
+        xy (B, K, 2) in input pixels; confidence (B, K).
+    """
+    up = upsample_blur(maps, upsample_steps)
+    up = up / up.flatten(2).sum(-1).clamp_min(1e-12)[..., None, None] * (4**upsample_steps)
+    return soft_argmax(up, stride / 2**upsample_steps, temperature=1.0 / beta, radius=radius)
+
+
+def spatial_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Softmax over the pixels of each (B, K, h, w) map."""
+    b, k, h, w = logits.shape
+    return torch.softmax(logits.reshape(b, k, -1) / temperature, dim=-1).reshape(b, k, h, w)
+
+
+def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    """Turn head logits into the non-negative maps decoders read ("softmax", "sigmoid" or "identity")."""
+    if activation == "softmax":
+        return spatial_softmax(logits)
+    if activation == "sigmoid":
+        return torch.sigmoid(logits)
+    if activation == "identity":
+        return logits.clamp_min(0.0)
+    raise ValueError(f"unknown heatmap activation {activation!r}")
+
+
+def log2_int(x: float) -> int:
+    """Exact integer log2 of a power of two."""
+    n = int(round(math.log2(x)))
+    if 2**n != x:
+        raise ValueError(f"{x} is not a power of two")
+    return n

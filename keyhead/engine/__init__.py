@@ -1,0 +1,1 @@
+"""Training engine: the Lightning module, callbacks and pickle-free checkpoints."""

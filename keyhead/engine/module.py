@@ -1,0 +1,70 @@
+"""The LightningModule: losses from the head's raw output, validation pixel error, optimizers."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from keyhead.config import RunConfig
+from keyhead.losses import laplace_nll, loss_spec
+from keyhead.model import KeypointModel
+
+
+class KeypointModule(L.LightningModule):
+    """Trains a :class:`KeypointModel`; the model never owns its loss, the module does.
+
+    Args:
+        model: the model.
+        cfg: the run config (loss, optimizer, schedule).
+        start_epoch: epochs already done (when resuming), so schedules continue where they stopped.
+    """
+
+    def __init__(self, model: KeypointModel, cfg: RunConfig, start_epoch: int = 0) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.spec = loss_spec(cfg.model.loss)
+        self.start_epoch = start_epoch
+
+    @property
+    def epoch(self) -> int:
+        """Epoch index counted from the start of the run (resumes included)."""
+        return self.start_epoch + self.current_epoch
+
+    def compute_loss(self, raw: object, keypoints: torch.Tensor) -> torch.Tensor:
+        codec = self.model.codec
+        if codec.kind == "heatmap":
+            targets, valid = codec.encode(keypoints)
+            return self.spec.fn(raw, targets, valid)
+        target, _ = codec.encode(keypoints)
+        loss = self.spec.fn(raw["coords"], target)
+        if "log_scale" in raw:
+            loss = loss + 0.1 * laplace_nll(raw["coords"].detach(), raw["log_scale"], target)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.compute_loss(self.model(batch["image"]), batch["keypoints"])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        raw = self.model(batch["image"])
+        loss = self.compute_loss(raw, batch["keypoints"])
+        pred = self.model.decode(raw).xy
+        true = batch["keypoints"]
+        err = torch.linalg.vector_norm(pred - true, dim=-1)
+        labelled = torch.isfinite(err)
+        n = len(batch["image"])
+        self.log("val_loss", loss, on_epoch=True, prog_bar=False, batch_size=n)
+        if labelled.any():
+            self.log("val_pixel_error", err[labelled].mean(), on_epoch=True, prog_bar=True, batch_size=n)
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        params = [p for p in self.model.parameters()]
+        optimizer = opt_cls(params, lr=t.lr, weight_decay=t.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=t.milestones or [10**9], gamma=t.gamma)
+        for _ in range(self.start_epoch):
+            scheduler.step()
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

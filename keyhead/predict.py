@@ -1,0 +1,104 @@
+"""``keyhead predict``: images and folders -> a DLC-format predictions table and overlay pictures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from keyhead.data.dataset import ImageCache, KeypointDataset
+from keyhead.data.formats import load_labels
+from keyhead.data.formats.dlc import write_dlc_csv
+from keyhead.errors import KeyheadError
+from keyhead.evaluate import predict_dataset
+from keyhead.report.plots import _skeleton_idx, draw_keypoints
+from keyhead.run import load_run, select_keypoints
+from keyhead.types import LabeledFrames
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def collect_images(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Image files named directly or found (non-recursively) in folders, sorted, without duplicates."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise KeyheadError(f"{p}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}); videos come later")
+            found.append(p)
+        else:
+            raise KeyheadError(f"{p} does not exist")
+    unique = list(dict.fromkeys(q.resolve() for q in found))
+    if not unique:
+        raise KeyheadError(f"no images found in {', '.join(str(i) for i in inputs)}")
+    return unique
+
+
+def _truth_for(images: list[Path], names: list[str]) -> dict[Path, np.ndarray]:
+    """Labels for the images, where a label file sits in (or above) their folder."""
+    truth: dict[Path, np.ndarray] = {}
+    for folder in {p.parent for p in images}:
+        for cand in (folder, folder.parent, folder.parent.parent):
+            csvs = sorted(cand.glob("CollectedData*.csv"))
+            if not csvs:
+                continue
+            try:
+                frames = select_keypoints(load_labels(csvs[0]), names)
+            except KeyheadError:
+                break
+            for i in range(len(frames)):
+                truth[frames.path(i).resolve()] = frames.keypoints[i]
+            break
+    return truth
+
+
+def predict_images(
+    run_dir: str | os.PathLike,
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    overlays: bool = True,
+    threshold: float = 0.5,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> Path:
+    """Predict keypoints on images; writes ``predictions.csv`` (x, y, likelihood) and ``overlays/``.
+
+    Returns:
+        The output folder.
+    """
+    model, cfg = load_run(run_dir)
+    images = collect_images(inputs)
+    root = Path(os.path.commonpath([str(p.parent) for p in images]))
+    k = len(model.keypoint_names)
+    frames = LabeledFrames(
+        root=root,
+        image_paths=[p.relative_to(root).as_posix() for p in images],
+        keypoints=np.full((len(images), k, 2), np.nan, np.float32),
+        keypoint_names=model.keypoint_names,
+        source="predict",
+    )
+    out = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
+    ds = KeypointDataset(frames, model.input_size, None, cache=ImageCache(frames, cfg.data.in_channels, 10**6))
+    xy, conf = predict_dataset(model, ds, batch_size, progress, desc="predict")
+    frames.keypoints = xy
+    csv_path = write_dlc_csv(frames, out / "predictions.csv", scorer="keyhead", likelihood=conf)
+    if overlays:
+        truth = _truth_for(images, model.keypoint_names)
+        try:
+            skeleton = _skeleton_idx(load_labels(cfg.data.path)) if cfg.data.path else []
+        except KeyheadError:
+            skeleton = []
+        (out / "overlays").mkdir(parents=True, exist_ok=True)
+        for i, p in enumerate(tqdm(images, desc="overlays", disable=not progress)):
+            img = ds.cache.get(i)[0]
+            pic = draw_keypoints(img, xy[i], truth.get(p), conf[i], threshold, skeleton)
+            target = out / "overlays" / (frames.image_paths[i].replace("/", "__").rsplit(".", 1)[0] + ".png")
+            cv2.imwrite(str(target), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+    print(f"predicted {len(images)} images -> {csv_path}")
+    return out

@@ -1,0 +1,113 @@
+"""Run folders: what a training run leaves behind, and loading a trained model from one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from keyhead.config import RunConfig, load_config
+from keyhead.engine.checkpoint import load_weights
+from keyhead.errors import KeyheadError
+from keyhead.model import KeypointModel, create_model
+from keyhead.types import LabeledFrames
+
+REQUIRED = ("config.yaml", "model.safetensors")
+
+
+def check_components(cfg: RunConfig) -> None:
+    """Resolve every named component before any data is read, so a typo fails in a second."""
+    import keyhead.decoders  # noqa: F401  (registers decoders)
+    import keyhead.heads  # noqa: F401  (registers heads)
+    from keyhead.losses import loss_spec
+    from keyhead.registry import DECODERS, HEADS
+
+    HEADS.get(cfg.model.head)
+    loss_spec(cfg.model.loss)
+    DECODERS.get(cfg.model.decoder)
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise KeyheadError(f"run folder {run} does not exist; pass the folder `keyhead train` printed")
+    missing = [name for name in REQUIRED if not (run / name).is_file()]
+    if missing:
+        raise KeyheadError(f"run folder {run} is missing {', '.join(missing)}; it is not a finished keyhead run")
+    return run
+
+
+def model_from_config(cfg: RunConfig, keypoint_names: list[str], pretrained: bool | str | None = None) -> KeypointModel:
+    m = cfg.model
+    return create_model(
+        keypoint_names=keypoint_names,
+        backbone=m.backbone,
+        head=m.head,
+        input_size=tuple(cfg.data.input_size),
+        in_channels=cfg.data.in_channels,
+        pretrained=m.pretrained if pretrained is None else pretrained,
+        loss=m.loss,
+        decoder=m.decoder,
+        downsample_factor=m.downsample_factor,
+        sigma=m.sigma,
+        head_kwargs=m.head_kwargs,
+        decoder_kwargs=m.decoder_kwargs,
+    )
+
+
+def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> tuple[KeypointModel, RunConfig]:
+    """Load a trained model from a run folder without touching the training data (no download, no scan).
+
+    Returns:
+        (model in eval mode, its resolved config).
+    """
+    run = check_run_dir(run_dir)
+    cfg = load_config(run / "config.yaml")
+    names_file = run / "keypoints.txt"
+    if not names_file.is_file():
+        raise KeyheadError(f"run folder {run} is missing keypoints.txt; it is not a finished keyhead run")
+    names = [n for n in names_file.read_text().splitlines() if n]
+    model = model_from_config(cfg, names, pretrained=False)
+    load_weights(model, run / weights)
+    return model.eval(), cfg
+
+
+def flip_pair_indices(frames: LabeledFrames, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
+    """Name pairs from the config (or the data's own index pairs) -> index pairs; unknown names are errors."""
+    lookup = {n: i for i, n in enumerate(frames.keypoint_names)}
+    out = list(frames.flip_pairs)
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in lookup:
+                raise KeyheadError(f"data.flip_pairs: keypoint {name!r} is not in the labels ({', '.join(lookup)})")
+        out.append((lookup[a], lookup[b]))
+    return sorted(set(out))
+
+
+def select_keypoints(frames: LabeledFrames, names: list[str] | None) -> LabeledFrames:
+    """Keep only the named keypoints (config ``data.keypoints``), in that order."""
+    if not names:
+        return frames
+    lookup = {n: i for i, n in enumerate(frames.keypoint_names)}
+    unknown = [n for n in names if n not in lookup]
+    if unknown:
+        raise KeyheadError(f"data.keypoints: {unknown[0]!r} is not in the labels (known: {', '.join(lookup)})")
+    idx = [lookup[n] for n in names]
+    remap = {old: new for new, old in enumerate(idx)}
+    return LabeledFrames(
+        root=frames.root,
+        image_paths=frames.image_paths,
+        keypoints=frames.keypoints[:, idx],
+        keypoint_names=list(names),
+        visibility=None if frames.visibility is None else frames.visibility[:, idx],
+        boxes=frames.boxes,
+        skeleton=[(a, b) for a, b in frames.skeleton if a in names and b in names],
+        flip_pairs=[(remap[a], remap[b]) for a, b in frames.flip_pairs if a in remap and b in remap],
+        source=frames.source,
+    )
+
+
+def labelled_rows(frames: LabeledFrames) -> np.ndarray:
+    """Indices of frames with at least one labelled keypoint."""
+    return np.flatnonzero(np.isfinite(frames.keypoints).all(-1).any(-1))

@@ -1,0 +1,101 @@
+"""The interchange types of keyhead: predicted keypoints and labelled frames.
+
+Coordinates everywhere are continuous pixel coordinates in (x, y) order, with the centre of pixel
+(column i, row j) at (i, j) (the OpenCV / DeepLabCut convention). Missing keypoints are NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from keyhead.errors import KeyheadError
+
+
+@dataclass
+class Keypoints:
+    """Decoded keypoints.
+
+    Attributes:
+        xy: (B, K, 2) float tensor, (x, y) in input-image pixels.
+        confidence: (B, K) float tensor in [0, 1]; higher means more trustworthy.
+    """
+
+    xy: torch.Tensor
+    confidence: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Keypoints:
+        return Keypoints(self.xy.to(device), self.confidence.to(device))
+
+    def numpy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (xy (B, K, 2), confidence (B, K)) as float32 NumPy arrays."""
+        return self.xy.detach().float().cpu().numpy(), self.confidence.detach().float().cpu().numpy()
+
+
+@dataclass
+class LabeledFrames:
+    """A set of labelled images, whatever format they came from.
+
+    Attributes:
+        root: folder that ``image_paths`` are relative to (the project folder).
+        image_paths: N image paths relative to ``root``, POSIX separators.
+        keypoints: (N, K, 2) float32 (x, y) pixel coordinates; NaN where missing.
+        keypoint_names: K names.
+        visibility: optional (N, K) int8, COCO meaning (0 unlabelled, 1 occluded but labelled, 2 visible).
+        boxes: optional (N, 4) float32 (x, y, w, h) box of the subject in pixels (COCO bbox, face box).
+        skeleton: pairs of keypoint names to draw as limbs.
+        flip_pairs: pairs of keypoint indices swapped by a horizontal flip.
+        source: where the labels were read from (a file or folder), for messages.
+    """
+
+    root: Path
+    image_paths: list[str]
+    keypoints: np.ndarray
+    keypoint_names: list[str]
+    visibility: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    skeleton: list[tuple[str, str]] = field(default_factory=list)
+    flip_pairs: list[tuple[int, int]] = field(default_factory=list)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
+        n = len(self.image_paths)
+        k = len(self.keypoint_names)
+        if self.keypoints.shape != (n, k, 2):
+            raise KeyheadError(
+                f"{self.source or self.root}: keypoints have shape {self.keypoints.shape}, expected ({n}, {k}, 2) "
+                "for that many images and keypoint names"
+            )
+        if self.visibility is not None and self.visibility.shape != (n, k):
+            raise KeyheadError(f"{self.source or self.root}: visibility shape {self.visibility.shape} != ({n}, {k})")
+        if self.boxes is not None:
+            self.boxes = np.asarray(self.boxes, dtype=np.float32)
+            if self.boxes.shape != (n, 4):
+                raise KeyheadError(f"{self.source or self.root}: boxes shape {self.boxes.shape} != ({n}, 4)")
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)
+
+    def path(self, i: int) -> Path:
+        """Absolute path of image ``i``."""
+        return self.root / self.image_paths[i]
+
+    def subset(self, indices: list[int] | np.ndarray) -> LabeledFrames:
+        """The frames at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return replace(
+            self,
+            image_paths=[self.image_paths[i] for i in idx],
+            keypoints=self.keypoints[idx],
+            visibility=None if self.visibility is None else self.visibility[idx],
+            boxes=None if self.boxes is None else self.boxes[idx],
+        )
