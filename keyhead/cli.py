@@ -49,7 +49,7 @@ def train(
     """Train a model; writes a run folder with config, split, weights, history, metrics and plots."""
     from keyhead.engine.train import train as run_train
 
-    if config is not None and "=" in config.name and not config.exists():
+    if config is not None and "=" in str(config) and not config.exists():
         overrides = [str(config), *(overrides or [])]
         config = None
     if resume is None and config is None and not overrides:

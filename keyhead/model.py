@@ -70,7 +70,7 @@ def create_model(
     input_size: tuple[int, int] = (256, 256),
     in_channels: int = 3,
     pretrained: bool | str = False,
-    loss: str = "heatmap_mse",
+    loss: str = "kl",
     decoder: str = "subpixel_maxima",
     downsample_factor: int = 2,
     sigma: float = 1.25,

@@ -70,6 +70,7 @@ class Subject:
     skeleton: list[tuple[str, str]]
     flip_pairs: list[tuple[int, int]]
     keypoints: np.ndarray  # (T, K, 2) image (x, y)
+    tone: float  # background brightness that contrasts with the subject
 
     def _pose(self, i: int) -> tuple[np.ndarray, list[tuple[str, list[np.ndarray], np.ndarray]]]:
         """(keypoints (K, 2) local, parts [("shade" | "flat", polygons (N, 2) local, BGR colour)])."""
@@ -113,11 +114,11 @@ class Animal(Subject):
         self.pink = np.array([165, 170, 222]) * rng.uniform(0.9, 1.05)
         self.scale = unit * (1 + 0.1 * signal(rng, t, 0.02, 0.1))
         run = np.clip(0.45 + 0.75 * signal(rng, t, 0.05, 0.4), 0, 1)
-        self.gait = 2 * np.pi * np.cumsum((1.0 + 3.0 * run) * dt)
+        self.gait = 2 * np.pi * np.cumsum((1.0 + 2.0 * run) * dt)
         self.stride = 0.04 + 0.2 * run
         self.bend = 0.3 * signal(rng, t, 0.1, 0.5)
         self.yaw = 0.45 * signal(rng, t, 0.2, 1.0)
-        self.tail = np.stack([a * signal(rng, t, 0.2, 1.2) for a in (0.5, 0.6, 0.7)], 1)
+        self.tail = np.stack([a * signal(rng, t, 0.1, 0.7) for a in (0.5, 0.6, 0.7)], 1)
         local = np.stack([self._pose(i)[0] for i in range(len(t))])
         margin = np.linalg.norm(local - self._pivot, axis=-1).max() * self.scale.max() + 2
         lo, hi = np.array([margin, margin]), np.array([w - 1 - margin, h - 1 - margin])
@@ -125,13 +126,13 @@ class Animal(Subject):
             raise KeyheadError(f"image_size {(h, w)} is too small for the animal; use at least 48 x 48 pixels")
         centre, half = (lo + hi) / 2, (hi - lo) / 2
         pos, th = centre + half * rng.uniform(-0.5, 0.5, 2), rng.uniform(0, 2 * np.pi)
-        turn, speed = 1.5 * signal(rng, t, 0.1, 0.6), 2.5 * unit * run
+        turn, speed = 1.2 * signal(rng, t, 0.1, 0.6), 2.5 * unit * run
         path, heading = np.zeros((len(t), 2)), np.zeros(len(t))
         for i in range(len(t)):
             path[i], heading[i] = pos, th
             to_centre = centre - pos
             near = np.clip((np.abs(to_centre / half).max() - 0.6) / 0.4, 0, 1)  # steer away from the walls
-            th += (turn[i] + 3.0 * near * np.sin(np.arctan2(to_centre[1], to_centre[0]) - th)) * dt
+            th += (turn[i] + 2.0 * near * np.sin(np.arctan2(to_centre[1], to_centre[0]) - th)) * dt
             pos = pos + speed[i] * dt * np.array([np.cos(th), np.sin(th)])
         reach = np.abs(path - centre).max(0)
         self.path = centre + (path - centre) * min(1.0, *(half / np.maximum(reach, 1e-9)))
@@ -215,7 +216,6 @@ class Face(Subject):
         self.yaw, self.pitch = 0.4 * signal(rng, t, 0.05, 0.4), 0.15 * signal(rng, t, 0.05, 0.4)
         self.roll = 0.25 * signal(rng, t, 0.03, 0.3)
         self.scale = 0.19 * min(h, w) * (1 + 0.1 * signal(rng, t, 0.02, 0.15))
-        self.centre = np.zeros((len(t), 2))
         local = np.stack([self._project(self._landmarks(i), i) for i in range(len(t))])
         margin = np.linalg.norm(local, axis=-1).max() * self.scale.max() + 2
         lo, hi = np.array([margin, margin]), np.array([w - 1 - margin, h - 1 - margin])
@@ -236,7 +236,7 @@ class Face(Subject):
         return self._project(p, i) @ (self.scale[i] * rot(self.roll[i])).T + self.centre[i]
 
     def _landmarks(self, i: int) -> np.ndarray:
-        fw, es, mw, nl = self.shape
+        fw, es, mshape, nl = self.shape
         mo, sm, eo = self.mouth[i], self.smile[i], self.eye[i] * (1 - 0.2 * max(self.smile[i], 0))
         u = np.linspace(-0.54, 0.54, 17) * np.pi
         jaw = np.stack([(1 + 0.05 * fw) * np.sin(u) * (1 - 0.12 * np.cos(u) ** 2), -0.2 + 1.33 * np.cos(u)], 1)
@@ -253,7 +253,7 @@ class Face(Subject):
         ex = np.array([-0.19, -0.07, 0.07, 0.19, 0.07, -0.07])
         ey = np.array([0.005, -up, -up, 0.01, lo, lo]) - 0.28
         eyes = np.concatenate([np.stack([ex - cx, ey], 1), np.stack([ex + cx, ey[[3, 1, 2, 0, 4, 5]]], 1)])
-        mw = 0.36 * (1 + 0.12 * sm + 0.06 * mw)
+        mw = 0.36 * (1 + 0.12 * sm + 0.06 * mshape)
         ox = np.array([-1, -0.55, -0.2, 0, 0.2, 0.55, 1, 0.55, 0.22, 0, -0.22, -0.55])
         oy = np.r_[0, -0.085, -0.11, -0.085, -0.11, -0.085, 0, np.array([0.075, 0.11, 0.115, 0.11, 0.075]) + gap]
         ix = np.array([-0.86, -0.3, 0, 0.3, 0.86, 0.3, 0, -0.3])
@@ -276,9 +276,9 @@ class Face(Subject):
         neck = np.array([[-0.5, 0.5], [0.5, 0.5], [0.56, 1.8], [-0.56, 1.8]])
         re, le = lm[36:42], lm[42:48]
         eye_parts = []
-        for e, eye_centre in ((re, re.mean(0)), (le, le.mean(0))):
-            r = min(0.075, 0.55 * (e[4:, 1].mean() - e[1:3, 1].mean()))
-            c = eye_centre + self.gaze[i] * (1, 0.3)
+        for e in (re, le):
+            r = min(0.075, 0.55 * (e[4:, 1].mean() - e[1:3, 1].mean()))  # iris height: squashed by the lids
+            c = e.mean(0) + self.gaze[i] * (1, 0.3)
             eye_parts.append((spline(e, True), ellipse(c, 0.075, r, 0, 20), ellipse(c, 0.032, min(r, 0.032), 0, 12)))
         ridge = spline(lm[27:31]) + (0.05, 0)
         upper_inner = spline(lm[60:65])

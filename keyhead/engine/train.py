@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -24,6 +25,14 @@ from keyhead.types import LabeledFrames
 from keyhead.utils.io import atomic_write
 
 log = logging.getLogger("keyhead")
+
+
+def quiet_lightning() -> None:
+    """Lightning's start-up banners and tips are noise in a CLI; keyhead prints what matters itself."""
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -100,6 +109,7 @@ def train(
     elif not isinstance(cfg, RunConfig):
         cfg = load_config(cfg, overrides)
     check_components(cfg)
+    quiet_lightning()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -114,7 +124,11 @@ def train(
             f.write("\n".join(frames.keypoint_names) + "\n")
     else:
         split = load_split(run_dir / "split.json", frames)
-    print(f"run folder: {run_dir}  ({len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test)")
+    device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda") else "cpu"
+    print(
+        f"run folder: {run_dir}  ({len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test "
+        f"frames, {frames.num_keypoints} keypoints, {device})"
+    )
 
     model = model_from_config(cfg, frames.keypoint_names, pretrained=False if resume else None)
     module = KeypointModule(model, cfg, start_epoch=start_epoch)
