@@ -95,11 +95,12 @@ def throughput(batches: int = 12) -> None:
     import lightning as L
 
     from keyhead.config import load_config, template_dir
-    from keyhead.engine.module import KeypointModule
-    from keyhead.engine.train import make_loaders, prepare_data
     from keyhead.data.dataset import make_split
+    from keyhead.engine.module import KeypointModule
+    from keyhead.engine.train import make_loaders, prepare_data, quiet_lightning
     from keyhead.run import model_from_config
 
+    quiet_lightning()
     data = SHARED / "lightning-pose-mirror-mouse-example"
     cfg = load_config(
         template_dir() / "heatmap_resnet18.yaml", [f"data.path={data}", "train.batch_size=16", "train.epochs=1"]
@@ -129,8 +130,14 @@ def throughput(batches: int = 12) -> None:
     model = model_from_config(cfg, frames.keypoint_names)
     module = KeypointModule(model, cfg)
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=batches, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()], accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=batches,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Timer()],
+        accelerator="cpu",
     )
     t0 = time.perf_counter()
     trainer.fit(module, train_dl)
@@ -162,8 +169,15 @@ def demo(minutes: float) -> None:
     run = run_demo(out, minutes, progress=False)
     wall = time.perf_counter() - t0
     metrics = json.loads((run / "metrics.json").read_text())["splits"]
-    write("demo", {"wall_s_total": round(wall, 1), "train_budget_min": minutes,
-                   "test_pixel_error": metrics["test"]["pixel_error"], "test_rmse_px": metrics["test"]["rmse_px"]})
+    write(
+        "demo",
+        {
+            "wall_s_total": round(wall, 1),
+            "train_budget_min": minutes,
+            "test_pixel_error": metrics["test"]["pixel_error"],
+            "test_rmse_px": metrics["test"]["rmse_px"],
+        },
+    )
 
 
 def main() -> None:

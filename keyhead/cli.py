@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -33,7 +33,12 @@ def synth(
     from keyhead.data.synth import generate
 
     info = generate(
-        out_dir, kind=kind, n_labeled=n_labeled, image_size=(size, size), video_frames=video_frames, seed=seed,
+        out_dir,
+        kind=kind,
+        n_labeled=n_labeled,
+        image_size=(size, size),
+        video_frames=video_frames,
+        seed=seed,
         overwrite=overwrite,
     )
     typer.echo(f"wrote {info.n_labeled} labelled frames and a {video_frames}-frame video to {info.out_dir}")
@@ -41,9 +46,9 @@ def synth(
 
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config (see `keyhead config list`)")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. train.epochs=5")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="continue a run folder from its last epoch")] = None,
+    config: Annotated[Path | None, typer.Argument(help="YAML config (see `keyhead config list`)")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.epochs=5")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue a run folder from its last epoch")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
 ) -> None:
     """Train a model; writes a run folder with config, split, weights, history, metrics and plots."""
@@ -60,7 +65,9 @@ def train(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
-    data: Annotated[Optional[Path], typer.Option(help="evaluate on other labelled data instead of the run's split")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="evaluate on other labelled data instead of the run's split")
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Evaluate a run's best weights: metrics.json per split and per keypoint, predictions, plots."""
@@ -73,7 +80,7 @@ def evaluate(
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
     inputs: Annotated[list[Path], typer.Argument(help="images or folders of images")],
-    out: Annotated[Optional[Path], typer.Option(help="output folder (default RUN_DIR/predictions)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default RUN_DIR/predictions)")] = None,
     threshold: Annotated[float, typer.Option(help="confidence below which points are drawn hollow")] = 0.5,
     no_overlays: Annotated[bool, typer.Option("--no-overlays")] = False,
     batch_size: Annotated[int, typer.Option()] = 16,
@@ -170,7 +177,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(130)
         if debug:
             raise
-        typer.echo(f"keyhead: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        typer.echo(
+            f"keyhead: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True
+        )
         sys.exit(1)
 
 

@@ -37,7 +37,9 @@ class DataConfig(_Section):
     @classmethod
     def _split_sums_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(x < 0 for x in v) or abs(sum(v) - 1.0) > 1e-6 or v[0] <= 0:
-            raise ValueError("split must be three non-negative fractions (train > 0) that sum to 1, e.g. [0.8, 0.1, 0.1]")
+            raise ValueError(
+                "split must be three non-negative fractions (train > 0) that sum to 1, e.g. [0.8, 0.1, 0.1]"
+            )
         return v
 
     @field_validator("input_size")
@@ -65,7 +67,9 @@ class AugmentConfig(_Section):
     rotation: float = Field(15.0, ge=0, description="max rotation in degrees")
     scale: tuple[float, float] = (0.85, 1.15)
     translate: float = Field(0.08, ge=0, description="max shift as a fraction of the input size")
-    hflip: float = Field(0.0, ge=0, le=1, description="flip probability; needs data.flip_pairs when keypoints are sided")
+    hflip: float = Field(
+        0.0, ge=0, le=1, description="flip probability; needs data.flip_pairs when keypoints are sided"
+    )
     brightness: float = Field(0.2, ge=0)
     contrast: float = Field(0.2, ge=0)
     blur: float = Field(0.1, ge=0, le=1, description="probability of a Gaussian blur")

@@ -39,7 +39,8 @@ def run_demo(out: str | Path = "demo", minutes: float = 4.0, progress: bool = Tr
     metrics = json.loads((run / "metrics.json").read_text())["splits"]
     test = metrics.get("test", {})
     print(
-        f"\ndemo done in {time.perf_counter() - t0:.0f} s. test pixel error {test.get('pixel_error', float('nan')):.2f} px "
+        f"\ndemo done in {time.perf_counter() - t0:.0f} s. "
+        f"test pixel error {test.get('pixel_error', float('nan')):.2f} px "
         f"(RMSE {test.get('rmse_px', float('nan')):.2f} px) over {test.get('n_frames', 0)} frames\n"
         f"  run folder:   {run}\n  metrics:      {run / 'metrics.json'}\n  curve:        {run / 'training_curve.png'}\n"
         f"  overlays:     {run / 'overlays_test.png'}  and  {run / 'predictions' / 'overlays'}\n"

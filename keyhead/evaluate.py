@@ -87,8 +87,14 @@ def evaluate_frames(
         norm, norm_name = normalizer(frames, idx, nme_normalizer)
         norm_name = norm_name if norm is None else None
         metrics[name] = evaluate_split(
-            xy, frames.keypoints[idx], sizes, frames.keypoint_names, confidence=conf, normalizer=norm,
-            nme_normalizer_name=norm_name, auroc_threshold=0.05,
+            xy,
+            frames.keypoints[idx],
+            sizes,
+            frames.keypoint_names,
+            confidence=conf,
+            normalizer=norm,
+            nme_normalizer_name=norm_name,
+            auroc_threshold=0.05,
         )
         preds[name] = (xy, conf)
     return metrics, preds
@@ -119,7 +125,12 @@ def evaluate_run(
             frames = select_keypoints(load_labels(cfg.data.path), model.keypoint_names)
         splits = load_split(run / "split.json", frames)
     metrics, preds = evaluate_frames(model, frames, splits, cfg.data.nme_normalizer, cfg.train.batch_size, progress)
-    payload = {"run": str(run), "data": str(data or cfg.data.path), "keypoints": model.keypoint_names, "splits": metrics}
+    payload = {
+        "run": str(run),
+        "data": str(data or cfg.data.path),
+        "keypoints": model.keypoint_names,
+        "splits": metrics,
+    }
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "metrics.json") as f:
         json.dump(payload, f, indent=1, allow_nan=False)

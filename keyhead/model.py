@@ -29,14 +29,18 @@ class KeypointModel(nn.Module):
         x: (B, C, H, W) float images in [0, 1] (normalised inside with the backbone's mean/std).
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, codec: HeatmapCodec | CoordCodec, keypoint_names: list[str]):
+    def __init__(
+        self, backbone: nn.Module, head: nn.Module, codec: HeatmapCodec | CoordCodec, keypoint_names: list[str]
+    ):
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.codec = codec
         self.keypoint_names = list(keypoint_names)
         c = backbone.in_channels
-        self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, c, 1, 1), persistent=False
+        )
         self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, c, 1, 1), persistent=False)
 
     @property
@@ -112,7 +116,13 @@ def create_model(
         )
     if head_cls.output_kind == "heatmap":
         codec: HeatmapCodec | CoordCodec = HeatmapCodec(
-            input_size, head_mod.stride, sigma, spec.activation, decoder, decoder_kwargs
+            input_size,
+            head_mod.stride,
+            sigma,
+            spec.activation,
+            decoder,
+            decoder_kwargs,
+            offset=getattr(head_mod, "cell_offset", 0),
         )
     else:
         codec = CoordCodec(input_size, **(decoder_kwargs or {}))

@@ -39,8 +39,18 @@ def run_dir(synth_dir: Path, tmp_path_factory) -> Path:
 
 
 def test_train_writes_a_complete_run(run_dir: Path):
-    for name in ("config.yaml", "split.json", "keypoints.txt", "model.safetensors", "last.safetensors",
-                 "history.csv", "metrics.json", "training_curve.png", "overlays_test.png", "predictions_test.csv"):
+    for name in (
+        "config.yaml",
+        "split.json",
+        "keypoints.txt",
+        "model.safetensors",
+        "last.safetensors",
+        "history.csv",
+        "metrics.json",
+        "training_curve.png",
+        "overlays_test.png",
+        "predictions_test.csv",
+    ):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics["splits"]["test"]
@@ -88,3 +98,44 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
+
+
+def test_load_run_predicts_like_the_cli(run_dir: Path, synth_dir: Path):
+    import numpy as np
+    import torch
+
+    import keyhead
+    from keyhead.data.dataset import read_image
+
+    model, cfg = keyhead.load_run(run_dir)
+    img = read_image(synth_dir / "labeled-data" / sorted(p.name for p in (synth_dir / "labeled-data").iterdir())[0])
+    x = torch.from_numpy(img.transpose(2, 0, 1).copy()).float()[None] / 255  # already 64x64: no resize
+    kp = model.predict(x)
+    assert kp.xy.shape == (1, len(model.keypoint_names), 2)
+    assert np.isfinite(kp.xy.numpy()).all()
+
+
+def test_synth_command(tmp_path):
+    main(["synth", str(tmp_path / "s"), "--n-labeled", "4", "--size", "64", "--video-frames", "8"])
+    assert (tmp_path / "s" / "CollectedData.csv").is_file()
+    assert len(list((tmp_path / "s" / "labeled-data").glob("*.png"))) == 4
+    assert (tmp_path / "s" / "videos" / "synth_vid.mp4").stat().st_size > 0
+
+
+def test_config_templates(capsys):
+    main(["config", "list"])
+    assert "heatmap_efficientnet_lite0" in capsys.readouterr().out
+    main(["config", "show", "demo"])
+    assert "efficientnet_lite0" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """`keyhead demo` with a tiny budget: synth -> train -> evaluate -> predict -> plots, all files written."""
+    main(["demo", "--out", str(tmp_path), "--minutes", "0.05", "--no-progress"])
+    run = tmp_path / "runs" / "demo"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["splits"]["test"]["n_frames"] == 20
+    for name in ("training_curve.png", "overlays_test.png", "predictions/predictions.csv"):
+        assert (run / name).is_file(), name
+    assert len(list((run / "predictions" / "overlays").glob("*.png"))) == 20

@@ -8,7 +8,9 @@ from keyhead.errors import KeyheadError
 from keyhead.registry import HEADS
 
 
-@pytest.mark.parametrize("head,loss", [("heatmap", "heatmap_mse"), ("regression", "smooth_l1")], ids=["heatmap", "regression"])
+@pytest.mark.parametrize(
+    "head,loss", [("heatmap", "heatmap_mse"), ("regression", "smooth_l1")], ids=["heatmap", "regression"]
+)
 def test_model_contract(head: str, loss: str):
     torch.manual_seed(0)
     model = keyhead.create_model(num_keypoints=5, backbone="tiny", head=head, loss=loss, input_size=(64, 96))

@@ -21,6 +21,9 @@ class HeatmapCodec:
         activation: how head logits become the maps decoders read ("softmax", "sigmoid", "identity").
         decoder: registered decoder name ("argmax", "soft_argmax", "subpixel_maxima").
         decoder_kwargs: extra decoder arguments (e.g. temperature).
+        offset: cells cropped from each border of the full ``input / stride`` grid (a head whose last layer is an
+            unpadded convolution, e.g. FOMM's 7x7 keypoint convolution: 64x64 -> 58x58 is offset 3). Cell (u, v)
+            of the map is then centred at input pixel ((u + offset + 0.5) * stride - 0.5, ...).
 
     Example:
         >>> codec = HeatmapCodec((64, 64), stride=4, sigma=1.0, activation="softmax", decoder="argmax")
@@ -39,12 +42,17 @@ class HeatmapCodec:
         activation: str = "softmax",
         decoder: str = "subpixel_maxima",
         decoder_kwargs: dict[str, Any] | None = None,
+        offset: int = 0,
     ) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.stride = int(stride)
+        self.offset = int(offset)
         if self.input_size[0] % self.stride or self.input_size[1] % self.stride:
             raise ValueError(f"input size {self.input_size} is not divisible by the heatmap stride {self.stride}")
-        self.heatmap_size = (self.input_size[0] // self.stride, self.input_size[1] // self.stride)
+        self.heatmap_size = (
+            self.input_size[0] // self.stride - 2 * self.offset,
+            self.input_size[1] // self.stride - 2 * self.offset,
+        )
         self.sigma = float(sigma)
         self.activation = activation
         self.decoder_name = decoder
@@ -60,17 +68,16 @@ class HeatmapCodec:
             xy: (B, K, 2) keypoints in input pixels, NaN where missing.
 
         Returns:
-            targets (B, K, h, w), zero for invalid keypoints; valid (B, K) bool: labelled and inside the input.
+            targets (B, K, h, w), zero for invalid keypoints; valid (B, K) bool: labelled and inside the map.
         """
         h, w = self.heatmap_size
-        uv = pixels_to_cells(xy, self.stride)
-        hgt, wid = self.input_size
+        uv = pixels_to_cells(xy, self.stride) - self.offset
         valid = (
             torch.isfinite(xy).all(-1)
-            & (xy[..., 0] >= -0.5)
-            & (xy[..., 0] <= wid - 0.5)
-            & (xy[..., 1] >= -0.5)
-            & (xy[..., 1] <= hgt - 0.5)
+            & (uv[..., 0] >= -0.5)
+            & (uv[..., 0] <= w - 0.5)
+            & (uv[..., 1] >= -0.5)
+            & (uv[..., 1] <= h - 0.5)
         )
         uv = torch.where(valid[..., None], uv, torch.zeros_like(uv))
         xs = torch.arange(w, device=xy.device, dtype=xy.dtype)
@@ -89,7 +96,7 @@ class HeatmapCodec:
         logits = logits.float()
         maps = logits if getattr(self.decoder, "takes_logits", False) else self.maps(logits)
         xy, conf = self.decoder(maps, stride=self.stride, **self.decoder_kwargs)
-        return Keypoints(xy, conf)
+        return Keypoints(xy + self.offset * self.stride, conf)
 
     def __repr__(self) -> str:
         return (

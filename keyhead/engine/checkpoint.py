@@ -38,7 +38,8 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike, strict: bool 
     if strict and bad:
         raise KeyheadError(
             f"{path}: weights do not fit this model ({len(result.missing_keys)} missing, "
-            f"{len(result.unexpected_keys)} unexpected, e.g. {bad[0]!r}); the config and weights are from different runs"
+            f"{len(result.unexpected_keys)} unexpected, e.g. {bad[0]!r}); "
+            "the config and weights are from different runs"
         )
 
 
@@ -69,4 +70,5 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
     for key, val in meta["scalars"].items():
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = val
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})

@@ -33,6 +33,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
 
 
 def new_run_dir(cfg: RunConfig) -> Path:
@@ -67,7 +68,9 @@ def make_loaders(
     cache = ImageCache(frames, cfg.data.in_channels, cfg.data.cache_max_side)
     common = dict(cache=cache, in_channels=cfg.data.in_channels, flip_pairs=flips, seed=cfg.train.seed)
     train_ds = KeypointDataset(frames, cfg.data.input_size, cfg.augment, indices=split["train"], **common)
-    val_ds = KeypointDataset(frames, cfg.data.input_size, None, indices=split["val"], **common) if split["val"] else None
+    val_ds = (
+        KeypointDataset(frames, cfg.data.input_size, None, indices=split["val"], **common) if split["val"] else None
+    )
     workers = cfg.train.num_workers
     loader_kw = dict(num_workers=workers, persistent_workers=workers > 0)
     train_dl = DataLoader(

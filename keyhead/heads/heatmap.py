@@ -12,7 +12,9 @@ from keyhead.errors import KeyheadError
 from keyhead.registry import HEADS
 
 
-def make_upsampling_layers(in_channels: int, num_keypoints: int, n_deconv: int, deconv_channels: int | None) -> nn.Sequential:
+def make_upsampling_layers(
+    in_channels: int, num_keypoints: int, n_deconv: int, deconv_channels: int | None
+) -> nn.Sequential:
     """PixelShuffle(2) -> C/4 channels, then ``n_deconv`` ConvTranspose2d(3x3, stride 2) layers C/4 -> K' -> ... -> K.
 
     ``n_deconv = -1`` means no upsampling at all (a 1x1 projection at the backbone stride); ``0`` means

@@ -226,3 +226,12 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
 def test_bad_arguments(kwargs: dict, tmp_path: Path) -> None:
     with pytest.raises(KeyheadError):
         generate(tmp_path / "out", **{**SMALL, **kwargs})
+
+
+def test_load_labels_reads_synth_skeleton_and_flip_pairs(animal: SynthInfo) -> None:
+    from keyhead.data.formats import load_labels
+
+    frames = load_labels(animal.out_dir)
+    assert frames.keypoint_names == list(animal.keypoint_names)
+    assert sorted(frames.flip_pairs) == sorted(tuple(p) for p in animal.flip_pairs)
+    assert len(frames.skeleton) == len(animal.skeleton)

@@ -86,3 +86,14 @@ def test_codec_marks_missing_and_outside_invalid():
     targets, valid = codec.encode(xy)
     assert valid.tolist() == [[True, False, False, True]]
     assert targets[0, 1].abs().sum() == 0 and targets[0, 2].abs().sum() == 0
+
+
+@pytest.mark.parametrize("decoder", ["argmax", "subpixel_maxima"])
+def test_codec_round_trip_with_cropped_border(decoder: str):
+    """A 7x7 unpadded convolution turns a 16x16 stride-4 grid into 10x10 (offset 3): positions must still agree."""
+    codec = HeatmapCodec((64, 64), stride=4, sigma=1.0, activation="softmax", decoder=decoder, offset=3)
+    xy = torch.tensor([[[20.3, 30.9], [33.0, 40.1]]])
+    targets, valid = codec.encode(xy)
+    assert targets.shape == (1, 2, 10, 10) and valid.all()
+    kp = codec.decode(targets.clamp_min(1e-12).log())
+    assert (kp.xy - xy).abs().max().item() < 0.1  # input pixels

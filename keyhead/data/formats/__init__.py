@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from keyhead.data.formats._common import exists
 from keyhead.data.formats.coco import read_coco, write_coco
@@ -64,7 +65,7 @@ def load_labels(path: str | os.PathLike, **kwargs: Any) -> LabeledFrames:
     path = Path(path)
     if path.is_dir():
         if (path / "CollectedData.csv").is_file():
-            return read_dlc_csv(path / "CollectedData.csv", **kwargs)
+            return _with_synth_metadata(read_dlc_csv(path / "CollectedData.csv", **kwargs), path)
         if (path / "config.yaml").is_file() and (path / "labeled-data").is_dir():
             return read_dlc_project(path, **kwargs)
         if next(path.rglob("*.pts"), None) is not None:
@@ -74,6 +75,19 @@ def load_labels(path: str | os.PathLike, **kwargs: Any) -> LabeledFrames:
     elif not path.exists():
         raise KeyheadError(f"{path}: not found; pass a label file or folder")
     raise KeyheadError(f"{path}: not a label layout keyhead reads; accepted: {_LAYOUTS}")
+
+
+def _with_synth_metadata(frames: LabeledFrames, folder: Path) -> LabeledFrames:
+    """A dataset made by ``keyhead synth`` records its skeleton and left/right pairs beside the CSV."""
+    meta_path = folder / "keyhead_synth.yaml"
+    if not meta_path.is_file():
+        return frames
+    meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
+    lookup = {n: i for i, n in enumerate(frames.keypoint_names)}
+    pairs = [(a, b) for a, b in meta.get("flip_pairs", []) if a in lookup and b in lookup]
+    frames.skeleton = [(a, b) for a, b in meta.get("skeleton", []) if a in lookup and b in lookup]
+    frames.flip_pairs = [(lookup[a], lookup[b]) for a, b in pairs]
+    return frames
 
 
 def validate_frames(frames: LabeledFrames, check_images: bool = True) -> None:
