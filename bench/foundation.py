@@ -127,7 +127,7 @@ def throughput(batches: int = 12) -> None:
         def on_train_batch_end(self, *a):
             times.append(time.perf_counter() - self.t)
 
-    model = model_from_config(cfg, frames.keypoint_names)
+    model = model_from_config(cfg, frames.keypoint_names).use_channels_last(cfg.train.channels_last)
     module = KeypointModule(model, cfg)
     trainer = L.Trainer(
         max_epochs=1,
@@ -149,6 +149,7 @@ def throughput(batches: int = 12) -> None:
         "throughput",
         {
             "model": "resnet18 + heatmap head, 256x256, batch 16, Adam, augmentation on, random init",
+            "channels_last": cfg.train.channels_last,
             "batches_timed": len(times),
             "train_images_per_s_steady": round(step_ips, 2),
             "train_images_per_s_end_to_end": round(end_to_end, 2),

@@ -93,6 +93,7 @@ class TrainConfig(_Section):
     accelerator: str = "auto"
     devices: int | str = "auto"
     precision: str = "32-true"
+    channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPU and GPU")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
 
 

@@ -70,6 +70,7 @@ def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> 
     names = [n for n in names_file.read_text().splitlines() if n]
     model = model_from_config(cfg, names, pretrained=False)
     load_weights(model, run / weights)
+    model.use_channels_last(cfg.train.channels_last)
     return model.eval(), cfg
 
 

@@ -134,6 +134,7 @@ def train(
     )
 
     model = model_from_config(cfg, frames.keypoint_names, pretrained=False if resume else None)
+    model.use_channels_last(cfg.train.channels_last)
     module = KeypointModule(model, cfg, start_epoch=start_epoch)
     if resume is not None:
         load_weights(model, run_dir / "last.safetensors")
