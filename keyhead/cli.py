@@ -1,4 +1,4 @@
-"""The ``keyhead`` command: synth | train | evaluate | predict | models | config | demo."""
+"""The ``keyhead`` command: synth | train | evaluate | predict | models | profile | config | demo."""
 
 from __future__ import annotations
 
@@ -102,6 +102,42 @@ def models() -> None:
     typer.echo("heads:     " + ", ".join(HEADS.names()))
     typer.echo("decoders:  " + ", ".join(DECODERS.names()))
     typer.echo("losses:    " + ", ".join(LOSSES.names()))
+
+
+@app.command()
+def profile(
+    model: Annotated[str, typer.Argument(help="run folder, config file, template (fomm_kp) or backbone name")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value config overrides")] = None,
+    repeats: Annotated[int, typer.Option(help="timed passes")] = 20,
+    warmup: Annotated[int, typer.Option(help="untimed passes first")] = 5,
+    batch_size: Annotated[int, typer.Option(help="images per pass")] = 1,
+    input_size: Annotated[str | None, typer.Option(help="N or HxW (default: the model's input size)")] = None,
+    num_keypoints: Annotated[int | None, typer.Option(help="K for configs without keypoint names")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's)")] = None,
+    out: Annotated[Path | None, typer.Option(help="write profile.md, profile.json and profile.png here")] = None,
+) -> None:
+    """Time every module (mean, std), with shapes, parameters and FLOPs per stage and block; Markdown tables."""
+    import torch
+
+    from keyhead.profile import parse_size, profile_model, resolve_model
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    net, description = resolve_model(model, overrides or [], num_keypoints)
+    result = profile_model(
+        net,
+        name=description,
+        input_size=parse_size(input_size),
+        batch_size=batch_size,
+        repeats=repeats,
+        warmup=warmup,
+        device=device,
+    )
+    typer.echo(result.to_markdown(), nl=False)
+    if out is not None:
+        paths = result.save(out)
+        typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
 config_app = typer.Typer(help="Config templates shipped with keyhead.", no_args_is_help=True)
