@@ -73,9 +73,13 @@ def evaluate_frames(
     nme_normalizer: str = "auto",
     batch_size: int = 16,
     progress: bool = False,
+    cache: ImageCache | None = None,
 ) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Metrics per split and the predictions (original pixels) they came from."""
-    cache = ImageCache(frames, model.backbone.in_channels)
+    """Metrics per split and the predictions (original pixels) they came from.
+
+    ``cache`` reuses images already decoded (e.g. by training); by default they are read anew.
+    """
+    cache = cache or ImageCache(frames, model.backbone.in_channels)
     metrics: dict[str, dict] = {}
     preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, idx in splits.items():
@@ -105,6 +109,7 @@ def evaluate_run(
     data: str | os.PathLike | None = None,
     frames: LabeledFrames | None = None,
     progress: bool = True,
+    cache: ImageCache | None = None,
 ) -> dict:
     """Evaluate a run's best weights; writes metrics.json, predictions_<split>.csv and plots.
 
@@ -124,7 +129,9 @@ def evaluate_run(
         if frames is None:
             frames = select_keypoints(load_labels(cfg.data.path), model.keypoint_names)
         splits = load_split(run / "split.json", frames)
-    metrics, preds = evaluate_frames(model, frames, splits, cfg.data.nme_normalizer, cfg.train.batch_size, progress)
+    metrics, preds = evaluate_frames(
+        model, frames, splits, cfg.data.nme_normalizer, cfg.train.batch_size, progress, cache if data is None else None
+    )
     payload = {
         "run": str(run),
         "data": str(data or cfg.data.path),

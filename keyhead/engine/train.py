@@ -174,5 +174,5 @@ def train(
     if evaluate_after:
         from keyhead.evaluate import evaluate_run
 
-        evaluate_run(run_dir, frames=frames, progress=progress)
+        evaluate_run(run_dir, frames=frames, progress=progress, cache=train_ds.cache)
     return run_dir
