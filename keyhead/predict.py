@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from keyhead.data.formats import load_labels
 from keyhead.data.formats.dlc import write_dlc_csv
 from keyhead.errors import KeyheadError
 from keyhead.evaluate import predict_dataset
-from keyhead.report.plots import _skeleton_idx, draw_keypoints
+from keyhead.report.plots import draw_keypoints, skeleton_indices
 from keyhead.run import load_run, select_keypoints
 from keyhead.types import LabeledFrames
 
@@ -90,10 +91,9 @@ def predict_images(
     csv_path = write_dlc_csv(frames, out / "predictions.csv", scorer="keyhead", likelihood=conf)
     if overlays:
         truth = _truth_for(images, model.keypoint_names)
-        try:
-            skeleton = _skeleton_idx(load_labels(cfg.data.path)) if cfg.data.path else []
-        except KeyheadError:
-            skeleton = []
+        skeleton_file = Path(run_dir) / "skeleton.json"
+        pairs = json.loads(skeleton_file.read_text()) if skeleton_file.is_file() else []
+        skeleton = skeleton_indices(model.keypoint_names, [tuple(p) for p in pairs])
         (out / "overlays").mkdir(parents=True, exist_ok=True)
         for i, p in enumerate(tqdm(images, desc="overlays", disable=not progress)):
             img = ds.cache.get(i)[0]

@@ -43,6 +43,7 @@ def test_train_writes_a_complete_run(run_dir: Path):
         "config.yaml",
         "split.json",
         "keypoints.txt",
+        "skeleton.json",
         "model.safetensors",
         "last.safetensors",
         "history.csv",

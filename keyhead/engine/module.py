@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 
 from keyhead.config import RunConfig
+from keyhead.engine.checkpoint import load_optimizer
 from keyhead.losses import laplace_nll, loss_spec
 from keyhead.model import KeypointModel
 
@@ -17,14 +20,22 @@ class KeypointModule(L.LightningModule):
         model: the model.
         cfg: the run config (loss, optimizer, schedule).
         start_epoch: epochs already done (when resuming), so schedules continue where they stopped.
+        optimizer_state: a saved optimizer state (``last_optimizer.safetensors``) to restore at the start of fit.
     """
 
-    def __init__(self, model: KeypointModel, cfg: RunConfig, start_epoch: int = 0) -> None:
+    def __init__(
+        self, model: KeypointModel, cfg: RunConfig, start_epoch: int = 0, optimizer_state: Path | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.cfg = cfg
         self.spec = loss_spec(cfg.model.loss)
         self.start_epoch = start_epoch
+        self.optimizer_state = optimizer_state
+
+    def on_fit_start(self) -> None:
+        if self.optimizer_state is not None and Path(self.optimizer_state).is_file():
+            load_optimizer(self.trainer.optimizers[0], self.optimizer_state)
 
     @property
     def epoch(self) -> int:

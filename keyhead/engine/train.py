@@ -17,7 +17,7 @@ from keyhead.config import RunConfig, load_config, save_config
 from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, make_split, save_split
 from keyhead.data.formats import load_labels, validate_frames
 from keyhead.engine.callbacks import AugmentEpoch, FreezeBackbone, RunWriter, read_history
-from keyhead.engine.checkpoint import load_optimizer, load_weights
+from keyhead.engine.checkpoint import load_weights
 from keyhead.engine.module import KeypointModule
 from keyhead.errors import KeyheadError
 from keyhead.run import check_components, flip_pair_indices, labelled_rows, model_from_config, select_keypoints
@@ -125,6 +125,8 @@ def train(
         save_split(split, frames, run_dir / "split.json")
         with atomic_write(run_dir / "keypoints.txt") as f:
             f.write("\n".join(frames.keypoint_names) + "\n")
+        with atomic_write(run_dir / "skeleton.json") as f:
+            json.dump([list(pair) for pair in frames.skeleton], f)
     else:
         split = load_split(run_dir / "split.json", frames)
     device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda") else "cpu"
@@ -135,7 +137,8 @@ def train(
 
     model = model_from_config(cfg, frames.keypoint_names, pretrained=False if resume else None)
     model.use_channels_last(cfg.train.channels_last)
-    module = KeypointModule(model, cfg, start_epoch=start_epoch)
+    optimizer_state = run_dir / "last_optimizer.safetensors" if resume is not None else None
+    module = KeypointModule(model, cfg, start_epoch=start_epoch, optimizer_state=optimizer_state)
     if resume is not None:
         load_weights(model, run_dir / "last.safetensors")
     train_ds, train_dl, val_dl = make_loaders(cfg, frames, split, flips)
@@ -166,8 +169,6 @@ def train(
             deterministic="warn",
             log_every_n_steps=1,
         )
-        if resume is not None and (run_dir / "last_optimizer.safetensors").is_file():
-            module.on_fit_start = lambda: load_optimizer(trainer.optimizers[0], run_dir / "last_optimizer.safetensors")
         t0 = time.perf_counter()
         trainer.fit(module, train_dl, val_dl)
         print(f"trained {trainer.current_epoch} epochs in {time.perf_counter() - t0:.1f} s")

@@ -64,9 +64,10 @@ def draw_keypoints(
     return img
 
 
-def _skeleton_idx(frames: LabeledFrames) -> list[tuple[int, int]]:
-    lookup = {n: i for i, n in enumerate(frames.keypoint_names)}
-    return [(lookup[a], lookup[b]) for a, b in frames.skeleton if a in lookup and b in lookup]
+def skeleton_indices(names: list[str], skeleton: list[tuple[str, str]]) -> list[tuple[int, int]]:
+    """Skeleton name pairs -> index pairs into ``names`` (pairs naming unknown keypoints are dropped)."""
+    lookup = {n: i for i, n in enumerate(names)}
+    return [(lookup[a], lookup[b]) for a, b in skeleton if a in lookup and b in lookup]
 
 
 def plot_overlays(
@@ -92,7 +93,7 @@ def plot_overlays(
     cols = min(4, len(chosen))
     rows = (len(chosen) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
-    skel = _skeleton_idx(frames)
+    skel = skeleton_indices(frames.keypoint_names, frames.skeleton)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (j, kind) in zip(axes.ravel(), chosen, strict=False):
