@@ -10,17 +10,62 @@ Example:
 
 from __future__ import annotations
 
-import keyhead.backbones  # noqa: F401  (registers backbones)
-import keyhead.decoders  # noqa: F401  (registers decoders)
-import keyhead.heads  # noqa: F401  (registers heads)
-import keyhead.losses  # noqa: F401  (registers losses)
-from keyhead.codecs import CoordCodec, HeatmapCodec
-from keyhead.config import RunConfig, load_config
-from keyhead.data.formats import load_labels
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from keyhead.errors import KeyheadError
-from keyhead.model import KeypointModel, create_model
-from keyhead.run import load_run
-from keyhead.types import Keypoints, LabeledFrames
+
+# Public names -> the module that defines them. They are imported on first use (PEP 562), so that
+# ``import keyhead`` stays light: the ONNX prediction path (keyhead.runtime) runs without torch installed.
+_LAZY = {
+    "CoordCodec": "keyhead.codecs",
+    "HeatmapCodec": "keyhead.codecs",
+    "RunConfig": "keyhead.config",
+    "load_config": "keyhead.config",
+    "load_labels": "keyhead.data.formats",
+    "KeypointModel": "keyhead.model",
+    "create_model": "keyhead.model",
+    "load_run": "keyhead.run",
+    "Keypoints": "keyhead.types",
+    "LabeledFrames": "keyhead.types",
+    "convert_labels": "keyhead.convert",
+    "export_onnx": "keyhead.export",
+    "OnnxKeypointModel": "keyhead.runtime",
+    "predict_ensemble": "keyhead.ensemble",
+    "smooth_predictions": "keyhead.smooth",
+    "write_report": "keyhead.report.html",
+    "compare": "keyhead.compare",
+    "flip_predict": "keyhead.tta",
+}
+
+if TYPE_CHECKING:
+    from keyhead.codecs import CoordCodec, HeatmapCodec
+    from keyhead.compare import compare
+    from keyhead.config import RunConfig, load_config
+    from keyhead.convert import convert_labels
+    from keyhead.data.formats import load_labels
+    from keyhead.ensemble import predict_ensemble
+    from keyhead.export import export_onnx
+    from keyhead.model import KeypointModel, create_model
+    from keyhead.report.html import write_report
+    from keyhead.run import load_run
+    from keyhead.runtime import OnnxKeypointModel
+    from keyhead.smooth import smooth_predictions
+    from keyhead.tta import flip_predict
+    from keyhead.types import Keypoints, LabeledFrames
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keyhead' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __version__ = "0.1.0"
 
@@ -31,9 +76,17 @@ __all__ = [
     "KeypointModel",
     "Keypoints",
     "LabeledFrames",
+    "OnnxKeypointModel",
     "RunConfig",
+    "compare",
+    "convert_labels",
     "create_model",
+    "export_onnx",
+    "flip_predict",
     "load_config",
     "load_labels",
     "load_run",
+    "predict_ensemble",
+    "smooth_predictions",
+    "write_report",
 ]

@@ -1,4 +1,4 @@
-"""The ``keyhead`` command: synth | train | evaluate | predict | models | profile | config | demo."""
+"""The ``keyhead`` command: synth | train | evaluate | predict | compare | models | profile | config | demo | fomm-*."""
 
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.epochs=5")] = None,
     resume: Annotated[Path | None, typer.Option(help="continue a run folder from its last epoch")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="read a trusted pickle model.pretrained file (weights_only)")
+    ] = False,
 ) -> None:
     """Train a model; writes a run folder with config, split, weights, history, metrics and plots."""
     from keyhead.engine.train import train as run_train
@@ -57,6 +60,8 @@ def train(
     if config is not None and "=" in str(config) and not config.exists():
         overrides = [str(config), *(overrides or [])]
         config = None
+    if trust_pickle:
+        overrides = [*(overrides or []), "model.trust_pickle=true"]
     if resume is None and config is None and not overrides:
         raise KeyheadError("give a config file (keyhead config list) or --resume RUN_DIR")
     run_train(config, overrides or [], resume=resume, progress=not no_progress)
@@ -68,28 +73,191 @@ def evaluate(
     data: Annotated[
         Path | None, typer.Option(help="evaluate on other labelled data instead of the run's split")
     ] = None,
+    flip: Annotated[
+        bool, typer.Option("--flip", help="flip test-time augmentation (results in an eval-...-flip folder)")
+    ] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Evaluate a run's best weights: metrics.json per split and per keypoint, predictions, plots."""
     from keyhead.evaluate import evaluate_run
 
-    evaluate_run(run_dir, data=data, progress=not no_progress)
+    evaluate_run(run_dir, data=data, progress=not no_progress, flip=flip)
 
 
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
-    inputs: Annotated[list[Path], typer.Argument(help="images or folders of images")],
+    inputs: Annotated[list[Path], typer.Argument(help="images, folders of images, or videos (any codec)")],
     out: Annotated[Path | None, typer.Option(help="output folder (default RUN_DIR/predictions)")] = None,
     threshold: Annotated[float, typer.Option(help="confidence below which points are drawn hollow")] = 0.5,
     no_overlays: Annotated[bool, typer.Option("--no-overlays")] = False,
     batch_size: Annotated[int, typer.Option()] = 16,
+    flip: Annotated[bool, typer.Option("--flip", help="average with the prediction on the mirrored image")] = False,
+    runtime: Annotated[
+        str, typer.Option(help="videos: torch (eager), onnx (onnxruntime) or compile (torch.compile)")
+    ] = "torch",
+    labeled_video: Annotated[bool, typer.Option("--labeled-video", help="videos: also write a labelled MP4")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="videos: start over instead of resuming")] = False,
+    max_frames: Annotated[int | None, typer.Option(help="videos: predict only the first N frames")] = None,
+    ensemble: Annotated[
+        list[Path] | None, typer.Option(help="another run folder whose predictions are combined (repeatable)")
+    ] = None,
+    combine: Annotated[str, typer.Option(help="with --ensemble: median or mean of the members' (x, y)")] = "median",
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
-    """Predict keypoints: a DLC-format CSV (x, y, likelihood) and overlay images (prediction red, truth green)."""
-    from keyhead.predict import predict_images
+    """Predict keypoints on images (CSV + overlays, prediction red, truth green) or videos (CSV per video, streamed).
 
-    predict_images(run_dir, inputs, out, not no_overlays, threshold, batch_size, not no_progress)
+    RUN_DIR may be a ``.onnx`` file from ``keyhead export``; with ``--runtime onnx`` images are predicted by
+    onnxruntime alone (torch is not imported). ``--ensemble`` predicts with several runs and combines them.
+
+    A video gives ``<stem>.csv`` (DLC format: x, y, likelihood per keypoint, one row per frame), ``<stem>_video.json``
+    (temporal norm, confidence, frames/s) and with --labeled-video an MP4 with the points drawn; an interrupted
+    video prediction resumes where it stopped.
+    """
+    from keyhead.data.context import VIDEO_EXTS
+
+    videos = [p for p in inputs if p.suffix.lower() in VIDEO_EXTS]
+    images = [p for p in inputs if p.suffix.lower() not in VIDEO_EXTS]
+    if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):
+        _predict_light_or_ensemble(run_dir, images, videos, out, runtime, ensemble, combine, no_overlays, threshold)
+        return
+    if videos:
+        from keyhead.video import predict_videos
+
+        if flip:
+            raise KeyheadError("--flip is for images; video prediction does not support it yet")
+        resume = not restart
+        results = predict_videos(
+            run_dir, videos, out, batch_size, runtime, labeled_video, threshold, resume, max_frames, not no_progress
+        )
+        for res in results:
+            typer.echo(
+                f"{res.csv}: {res.n_frames} frames, {res.frames_per_second:.1f} frames/s, "
+                f"temporal norm {res.summary_data['temporal_norm_px']:.2f} px"
+                + (f"; labelled video {res.labeled}" if res.labeled else "")
+            )
+    if images:
+        from keyhead.predict import predict_images
+
+        predict_images(run_dir, images, out, not no_overlays, threshold, batch_size, not no_progress, flip=flip)
+
+
+def _predict_light_or_ensemble(
+    run_dir: Path,
+    images: list[Path],
+    videos: list[Path],
+    out: Path | None,
+    runtime: str,
+    ensemble: list[Path] | None,
+    combine: str,
+    no_overlays: bool,
+    threshold: float,
+) -> None:
+    """``keyhead predict`` with an ONNX model (no torch) or an ensemble of runs (images; ensembles also videos)."""
+    if ensemble:
+        from keyhead.ensemble import predict_ensemble
+
+        predict_ensemble([run_dir, *ensemble], [*images, *videos], out, combine=combine, runtime=runtime)
+        return
+    if videos:
+        raise KeyheadError(f"{videos[0]}: a .onnx model predicts images; for videos pass the run folder")
+    from keyhead.runtime import predict_images_onnx
+
+    predict_images_onnx(run_dir, images, out, overlays=not no_overlays, threshold=threshold)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx (model + decoder, dynamic batch)")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="the .onnx file (default RUN_DIR/model.onnx)")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset version")] = 18,
+) -> None:
+    """Export a run's model with its decoder: keypoints (B, K, 2) in input pixels + confidence (B, K), and a sidecar."""
+    if fmt != "onnx":
+        raise KeyheadError(f"--format {fmt!r}: only onnx is supported")
+    from keyhead.export import TOLERANCE_PX, export_onnx, sidecar_path
+
+    path = export_onnx(run_dir, out, opset=opset)
+    typer.echo(
+        f"wrote {path} and {sidecar_path(path)} (matches PyTorch within {TOLERANCE_PX} px); "
+        f"predict with: keyhead predict {path} IMAGES --runtime onnx"
+    )
+
+
+@app.command()
+def convert(
+    src: Annotated[
+        Path, typer.Argument(help="labels: DLC project / CSV / H5, Lightning Pose folder, COCO JSON, .pts folder")
+    ],
+    out: Annotated[Path, typer.Argument(help="a .csv, .h5 or .json file, or a folder (DLC project, LP folder, .pts)")],
+    to: Annotated[
+        str | None, typer.Option(help="dlc-csv, dlc-h5, lp-csv, coco or pts (default: from OUT's suffix)")
+    ] = None,
+    scorer: Annotated[str | None, typer.Option(help="DeepLabCut scorer (default: the source's, else keyhead)")] = None,
+) -> None:
+    """Convert labels between formats, keeping keypoint names, skeleton and missing points (images copied if needed)."""
+    from keyhead.convert import convert_labels
+
+    typer.echo(f"wrote {convert_labels(src, out, to, scorer)}")
+
+
+@app.command()
+def smooth(
+    csv_path: Annotated[Path, typer.Argument(help="a video prediction CSV (DLC format, one row per frame)")],
+    out: Annotated[Path | None, typer.Option(help="the smoothed CSV (default <stem>_smoothed.csv)")] = None,
+    method: Annotated[str, typer.Option(help="kalman (Kalman + RTS smoother) or savgol (weighted Savitzky-Golay)")] = (
+        "kalman"
+    ),
+    min_confidence: Annotated[float, typer.Option(help="points below this confidence are interpolated")] = 0.5,
+    window: Annotated[int, typer.Option(help="savgol: frames per local fit (odd)")] = 9,
+    order: Annotated[int, typer.Option(help="savgol: polynomial order")] = 2,
+    process_noise: Annotated[float, typer.Option(help="kalman: px/frame^2 a point may accelerate")] = 0.5,
+    measurement_noise: Annotated[
+        float | None, typer.Option(help="kalman: px noise of a confident point (default: estimated)")
+    ] = None,
+) -> None:
+    """Smooth keypoint tracks over time, trusting each point as much as its confidence (no torch needed)."""
+    from keyhead.smooth import smooth_predictions
+
+    kwargs: dict = (
+        {"window": window, "order": order}
+        if method == "savgol"
+        else {"process_noise": process_noise, "measurement_noise": measurement_noise}
+    )
+    typer.echo(f"wrote {smooth_predictions(csv_path, out, method, min_confidence, **kwargs)}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    out: Annotated[Path | None, typer.Option(help="the HTML file (default RUN_DIR/report.html)")] = None,
+    video_predictions: Annotated[
+        list[Path] | None, typer.Option(help="a video prediction CSV to trace (repeatable; predictions/ is searched)")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page: metrics, curves, overlays, heatmaps, reliability, video traces, config."""
+    from keyhead.report.html import write_report
+
+    typer.echo(f"wrote {write_report(run_dir, out, video_predictions)}")
+
+
+@app.command()
+def compare(
+    configs: Annotated[list[str], typer.Argument(help="config files or template names (keyhead config list)")],
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", help="key=v1,v2: one model per value (repeat for a product)")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value for every model (repeatable)")] = None,
+    out: Annotated[Path, typer.Option(help="compare folder (runs in OUT/runs/<name>)")] = Path("compare"),
+    split_file: Annotated[Path | None, typer.Option(help="a split.json to use (default: made once in OUT)")] = None,
+    flip: Annotated[bool, typer.Option("--flip", help="also evaluate each model with flip TTA")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Train several configs (or a grid) on one split; a comparison table (Markdown + CSV) and figures."""
+    from keyhead.compare import compare as run_compare
+
+    run_compare(configs, grid, set_, out, split_file, flip=flip, progress=not no_progress)
 
 
 @app.command()
@@ -138,6 +306,135 @@ def profile(
     if out is not None:
         paths = result.save(out)
         typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@app.command("fomm-train")
+def fomm_train(
+    video: Annotated[Path | None, typer.Argument(help="a video file or a folder of frames (not with --resume)")] = None,
+    out: Annotated[Path, typer.Option(help="run folder to write")] = Path("runs/fomm_unsupervised"),
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out from its last save")] = False,
+    steps: Annotated[int, typer.Option(help="optimiser steps in all")] = 2000,
+    minutes: Annotated[float | None, typer.Option(help="wall-clock budget; stops cleanly when spent")] = None,
+    input_size: Annotated[int, typer.Option(help="detector input side (multiple of 32)")] = 128,
+    num_kp: Annotated[int, typer.Option(help="keypoints K")] = 10,
+    block_expansion: Annotated[int, typer.Option(help="hourglass width (vox-256: 32)")] = 32,
+    max_features: Annotated[int, typer.Option(help="hourglass channel cap (vox-256: 1024)")] = 256,
+    num_blocks: Annotated[int, typer.Option(help="hourglass depth (vox-256: 5)")] = 4,
+    scale_factor: Annotated[float, typer.Option(help="anti-alias downsampling before the hourglass")] = 0.25,
+    generator_size: Annotated[int, typer.Option(help="side of the generator's reconstruction")] = 64,
+    batch_size: Annotated[int, typer.Option()] = 8,
+    lr: Annotated[float, typer.Option()] = 2e-4,
+    max_frames: Annotated[int | None, typer.Option(help="use at most this many frames, evenly spaced")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Train FOMM's keypoint detector without labels on one video (equivariance + reconstruction)."""
+    from pydantic import ValidationError
+
+    from keyhead.unsupervised.train import UnsupervisedConfig, train_unsupervised
+
+    cfg = None
+    if video is not None:
+        try:
+            cfg = UnsupervisedConfig(
+                video=str(video),
+                input_size=(input_size, input_size),
+                num_kp=num_kp,
+                block_expansion=block_expansion,
+                max_features=max_features,
+                num_blocks=num_blocks,
+                scale_factor=scale_factor,
+                generator_size=generator_size,
+                batch_size=batch_size,
+                steps=steps,
+                max_minutes=minutes,
+                lr=lr,
+                max_frames=max_frames,
+                seed=seed,
+            )
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise KeyheadError(f"fomm-train --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}") from None
+    elif not resume:
+        raise KeyheadError("fomm-train needs a VIDEO (file or folder of frames), or --resume with --out RUN")
+    elif steps != 2000 or minutes is not None:
+        from keyhead.unsupervised.train import _load_cfg
+
+        cfg = _load_cfg(out / "fomm_train.yaml") if (out / "fomm_train.yaml").is_file() else None
+        if cfg is not None:
+            cfg = cfg.model_copy(update={"steps": steps, "max_minutes": minutes})
+    run = train_unsupervised(cfg, out, resume=resume, progress=not no_progress)
+    typer.echo(f"wrote {run} (detector: model.safetensors + config.yaml; generator.safetensors)")
+
+
+@app.command("fomm-eval")
+def fomm_eval(
+    run_dir: Annotated[Path, typer.Argument(help="an unsupervised run folder (keyhead fomm-train)")],
+    labels: Annotated[Path, typer.Option(help="keypoints CSV of the video's frames, or a labelled project")],
+    video: Annotated[Path | None, typer.Option(help="video of the CSV's frame numbers (default: the run's)")] = None,
+    jacobians: Annotated[bool, typer.Option("--jacobians", help="regress from Jacobians too")] = False,
+    no_baseline: Annotated[bool, typer.Option("--no-baseline", help="skip the random-init baseline")] = False,
+    out: Annotated[Path | None, typer.Option(help="JSON to write (default RUN/landmark_eval.json)")] = None,
+) -> None:
+    """Linear-regression landmark error of discovered keypoints on held-out frames, next to random init."""
+    from keyhead.unsupervised.evaluate import evaluate_unsupervised
+
+    result = evaluate_unsupervised(run_dir, labels, video, jacobians, not no_baseline, out)
+    for name in ("trained", "random_init"):
+        if name in result:
+            r = result[name]
+            typer.echo(
+                f"{name:12s} held-out pixel error {r['pixel_error']:.2f} px, NME {r['nme']:.2f} % "
+                f"({r['normalizer']}), train {r['train_pixel_error']:.2f} px, {r['n_train']}/{r['n_test']} frames"
+            )
+
+
+@app.command()
+def compress(
+    model: Annotated[Path, typer.Argument(help="a trained FOMM run folder (fomm-train, or train with fomm_kp)")],
+    out: Annotated[Path, typer.Option(help="folder for the light model and the report")] = Path("runs/compressed"),
+    frames: Annotated[
+        Path | None, typer.Option(help="unlabelled video or frame folder to distil on (default: the run's data)")
+    ] = None,
+    block_expansion: Annotated[int, typer.Option(help="student hourglass width")] = 8,
+    max_features: Annotated[int, typer.Option(help="student hourglass channel cap")] = 128,
+    distill_steps: Annotated[int, typer.Option(help="distillation steps")] = 1500,
+    minutes: Annotated[float | None, typer.Option(help="distillation wall-clock budget")] = None,
+    max_frames: Annotated[int, typer.Option(help="frames used (evenly spaced); a quarter are held out")] = 400,
+    repeats: Annotated[int, typer.Option(help="timed passes per latency")] = 30,
+    no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
+) -> None:
+    """Make a FOMM detector light (width, depthwise-separable, distillation, int8, ONNX) and report each step."""
+    from keyhead.compress import CompressSettings, compress_detector
+
+    settings = CompressSettings(
+        block_expansion=block_expansion,
+        max_features=max_features,
+        distill_steps=distill_steps,
+        max_minutes=minutes,
+        max_frames=max_frames,
+        repeats=repeats,
+    )
+    report = compress_detector(model, out, frames=frames, settings=settings, progress=not no_progress)
+    typer.echo(report.to_markdown(), nl=False)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("convert-weights")
+def convert_weights(
+    src: Annotated[Path, typer.Argument(help="a torch.save checkpoint (.pt, .pth, .ckpt, .pth.tar)")],
+    dst: Annotated[Path, typer.Argument(help="the .safetensors file to write")],
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="I trust SRC: read it (with torch.load(weights_only=True))")
+    ] = False,
+) -> None:
+    """Convert a pickle checkpoint you trust into safetensors once (then use it as model.pretrained)."""
+    from keyhead.utils.weights import convert_weights as run_convert
+
+    if dst.suffix != ".safetensors":
+        raise KeyheadError(f"{dst}: the output must be a .safetensors file")
+    n = run_convert(src, dst, trusted=trust_pickle)
+    typer.echo(f"wrote {n} tensors to {dst}")
 
 
 config_app = typer.Typer(help="Config templates shipped with keyhead.", no_args_is_help=True)
@@ -192,11 +489,15 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("KEYHEAD_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:
-        app(args, prog_name="keyhead", standalone_mode=False)
+        code = app(args, prog_name="keyhead", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer turns Ctrl-C into exit status 130 and returns it
+            if code == 130:
+                typer.echo("keyhead: interrupted", err=True)
+            sys.exit(code)
     except KeyheadError as exc:
         if debug:
             raise
-        typer.echo(f"keyhead: error: {exc}", err=True)
+        typer.echo(f"keyhead: error: {' '.join(str(exc).split())}", err=True)  # always one line
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("keyhead: interrupted", err=True)

@@ -26,11 +26,24 @@ class DataConfig(_Section):
     split_seed: int = 42
     flip_pairs: list[tuple[str, str]] = Field(default_factory=list, description="left/right keypoint name pairs")
     keypoints: list[str] | None = Field(None, description="use only these keypoints (default: all)")
+    context_video: str | None = Field(
+        None, description="video the labelled frames were taken from (context frames for video heads, by frame number)"
+    )
     cache_max_side: int = Field(1024, description="images are cached in memory, downscaled to at most this side")
     nme_normalizer: str = Field(
         "auto",
         description="NME/PCK normaliser: auto (inter-ocular for 68-point faces, else the labels' box diagonal), "
         "interocular, bbox, none, or two keypoint names 'a,b' (their distance)",
+    )
+    crop: Literal["auto", "box", "landmarks", "none"] = Field(
+        "auto",
+        description="what the model sees: auto (the labels' boxes if any, else the landmarks' box for 68-point "
+        "faces, else the whole image), box (require the labels' boxes), landmarks (box of the labelled keypoints: "
+        "the 300-W face protocol), none (whole image)",
+    )
+    crop_margin: float = Field(0.25, ge=0, description="the crop box is enlarged by this fraction (0.25: 1.25x)")
+    split_file: str | None = Field(
+        None, description="a split.json (image paths per split) to reuse instead of a random split"
     )
 
     @field_validator("split")
@@ -53,12 +66,22 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     backbone: str = "resnet18"
     pretrained: bool | str = Field(False, description="true: installed/offline weights or hub; or a local file path")
+    trust_pickle: bool = Field(
+        False,
+        description="read a pickle (torch.save .pt/.pth/.ckpt) pretrained file, with torch.load(weights_only=True); "
+        "only for files you trust (better: keyhead convert-weights once)",
+    )
+    backbone_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra backbone arguments, e.g. {activation: relu} for simple_cnn"
+    )
     head: str = "heatmap"
     head_kwargs: dict[str, Any] = Field(default_factory=dict)
     downsample_factor: int = Field(2, ge=0, le=5, description="heatmap stride is 2**downsample_factor pixels")
     sigma: float = Field(1.25, gt=0, description="Gaussian target sigma in heatmap cells")
     loss: str = Field("kl", description="kl converges far faster than Lightning Pose's heatmap_mse from the same start")
-    decoder: str = "subpixel_maxima"
+    decoder: str | None = Field(
+        None, description="None: the head's suggestion (fomm_kp: soft_argmax at its temperature), else subpixel_maxima"
+    )
     decoder_kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -85,6 +108,9 @@ class TrainConfig(_Section):
     milestones: list[int] = Field(default_factory=list, description="MultiStepLR epochs")
     gamma: float = Field(0.5, gt=0)
     freeze_backbone_epochs: int = Field(0, ge=0, description="train only the head for this many epochs first")
+    train_stem_while_frozen: bool = Field(
+        False, description="while the backbone is frozen, still train its first (input) convolution (a new 1-ch stem)"
+    )
     early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement before stopping; 0 = off")
     val_every: int = Field(1, ge=1)
     max_minutes: float | None = Field(None, gt=0, description="wall-clock budget; training stops cleanly when spent")
@@ -94,7 +120,35 @@ class TrainConfig(_Section):
     devices: int | str = "auto"
     precision: str = "32-true"
     channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPU and GPU")
+    deterministic: bool | Literal["warn"] = Field(
+        "warn",
+        description="GPU kernels: true = deterministic only (error otherwise), warn = deterministic where they "
+        "exist, false = fastest (cuDNN benchmark); CPU training is deterministic in every mode",
+    )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+
+
+class SemiConfig(_Section):
+    videos: list[str] = Field(
+        default_factory=list,
+        description="unlabelled videos (files, folders, or 'auto' = the project's videos/); empty = off",
+    )
+    losses: list[str] = Field(default_factory=lambda: ["temporal", "pca"], description="temporal and/or pca")
+    frames: int = Field(512, ge=2, description="unlabelled frames decoded into memory (as clips)")
+    clip_length: int = Field(4, ge=2, description="consecutive frames per clip")
+    clips_per_batch: int = Field(2, ge=1, description="clips added to every training step")
+    temporal_weight: float = Field(
+        0.0067, ge=0, description="Lightning Pose's default (log_weight 5: exp(-5)); the loss is in pixels"
+    )
+    temporal_epsilon: float = Field(20.0, ge=0, description="jumps below this many pixels (original image) are free")
+    pca_weight: float = Field(0.0067, ge=0, description="Lightning Pose's default (log_weight 5: exp(-5))")
+    pca_variance: float = Field(0.99, gt=0, le=1, description="Pose PCA keeps components explaining this variance")
+    pca_epsilon_quantile: float = Field(
+        0.95, gt=0, le=1, description="epsilon = this quantile of the labels' own PCA reconstruction errors"
+    )
+    multiview: list[list[str]] = Field(
+        default_factory=list, description="multi-view PCA: for each body part, its keypoint name in every view"
+    )
 
 
 class RunConfig(_Section):
@@ -104,6 +158,7 @@ class RunConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    semi: SemiConfig = Field(default_factory=SemiConfig)
 
 
 def _did_you_mean(section: type[BaseModel], key: str) -> str:

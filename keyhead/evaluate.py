@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +12,34 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from keyhead.data.checks import check_recorded_sizes, labels_for_model
+from keyhead.data.context import model_offsets
 from keyhead.data.dataset import ImageCache, KeypointDataset, load_split
-from keyhead.data.formats import load_labels
+from keyhead.data.face import apply_crop
 from keyhead.data.formats.dlc import write_dlc_csv
 from keyhead.errors import KeyheadError
-from keyhead.metrics import evaluate_split, interocular
+from keyhead.metrics import bbox_diagonal, evaluate_split, interocular, normalized_errors, reliability_bins
 from keyhead.model import KeypointModel
-from keyhead.run import load_run, select_keypoints
+from keyhead.run import load_run
+from keyhead.tta import flip_predict, run_flip_pairs
 from keyhead.types import LabeledFrames
 from keyhead.utils.io import atomic_write
 
+AUROC_THRESHOLD = 0.05  # a keypoint is "bad" when its error exceeds 5 % of the normaliser
+
 
 def predict_dataset(
-    model: KeypointModel, dataset: KeypointDataset, batch_size: int = 16, progress: bool = False, desc: str = "predict"
+    model: KeypointModel,
+    dataset: KeypointDataset,
+    batch_size: int = 16,
+    progress: bool = False,
+    desc: str = "predict",
+    flip_pairs: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict every sample of an (un-augmented) dataset and map keypoints back to original-image pixels.
+
+    With ``flip_pairs`` (left/right index pairs, possibly empty) each batch is predicted with horizontal-flip
+    test-time augmentation (:func:`keyhead.tta.flip_predict`).
 
     Returns:
         xy (N, K, 2) in original pixels, confidence (N, K), in dataset order.
@@ -34,7 +48,8 @@ def predict_dataset(
     loader = DataLoader(dataset, batch_size=batch_size)
     xs, cs = [], []
     for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
-        kp = model.predict(batch["image"].to(device))
+        images = batch["image"].to(device)
+        kp = model.predict(images) if flip_pairs is None else flip_predict(model, images, flip_pairs)
         inv = torch.linalg.inv(batch["matrix"]).to(kp.xy.device, torch.float64)
         xy = torch.einsum("bij,bkj->bki", inv[:, :2, :2], kp.xy.double()) + inv[:, None, :2, 2]
         xs.append(xy.float().cpu().numpy())
@@ -66,6 +81,33 @@ def normalizer(frames: LabeledFrames, idx: list[int], spec: str) -> tuple[np.nda
     return np.linalg.norm(true[:, a] - true[:, b], axis=-1), f"{names[0]}-{names[1]}"
 
 
+def confidence_errors(
+    frames: LabeledFrames, idx: list[int], xy: np.ndarray, spec: str = "auto"
+) -> tuple[np.ndarray, str]:
+    """Errors as the confidence AUROC judges them: divided by the frame's normaliser (``data.nme_normalizer``),
+    or by its labelled keypoints' box diagonal when there is none.
+
+    Args:
+        frames: the labelled frames.
+        idx: the frames predicted, in the order of ``xy``.
+        xy: (N, K, 2) predictions in original pixels.
+        spec: ``data.nme_normalizer``.
+
+    Returns:
+        (N, K) relative errors (NaN unlabelled, +inf missed) and the normaliser's name for axis labels.
+    """
+    norm, name = normalizer(frames, idx, spec)
+    true = frames.keypoints[idx]
+    if norm is None:
+        norm, name = bbox_diagonal(true), "bbox diagonal"
+    return normalized_errors(xy, true, norm), f"x {name.replace('_', ' ')}"
+
+
+def _summary(split: str, m: dict) -> str:
+    nme = f", NME {m['nme']:.2f} %" if m.get("nme") is not None else ""
+    return f"{split}: {m['pixel_error']:.2f} px{nme}"
+
+
 def evaluate_frames(
     model: KeypointModel,
     frames: LabeledFrames,
@@ -74,10 +116,15 @@ def evaluate_frames(
     batch_size: int = 16,
     progress: bool = False,
     cache: ImageCache | None = None,
+    flip_pairs: Sequence[tuple[int, int]] | None = None,
+    crop_margin: float = 0.25,
 ) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics per split and the predictions (original pixels) they came from.
 
-    ``cache`` reuses images already decoded (e.g. by training); by default they are read anew.
+    ``cache`` reuses images already decoded (e.g. by training); by default they are read anew. Frames with boxes
+    are cropped to them enlarged by ``crop_margin``; ``flip_pairs`` turns on flip test-time augmentation. Each
+    split's metrics include ``reliability`` (:func:`keyhead.metrics.reliability_bins` of the confidences against
+    the errors the AUROC judges).
     """
     cache = cache or ImageCache(frames, model.backbone.in_channels)
     metrics: dict[str, dict] = {}
@@ -85,8 +132,16 @@ def evaluate_frames(
     for name, idx in splits.items():
         if not idx:
             continue
-        ds = KeypointDataset(frames, model.input_size, None, cache=cache, indices=idx)
-        xy, conf = predict_dataset(model, ds, batch_size, progress, desc=f"evaluate {name}")
+        ds = KeypointDataset(
+            frames,
+            model.input_size,
+            None,
+            cache=cache,
+            indices=idx,
+            crop_margin=crop_margin,
+            context_offsets=model_offsets(model),
+        )
+        xy, conf = predict_dataset(model, ds, batch_size, progress, desc=f"evaluate {name}", flip_pairs=flip_pairs)
         sizes = np.array([cache.size(i) for i in idx], dtype=np.float64)
         norm, norm_name = normalizer(frames, idx, nme_normalizer)
         norm_name = norm_name if norm is None else None
@@ -98,8 +153,10 @@ def evaluate_frames(
             confidence=conf,
             normalizer=norm,
             nme_normalizer_name=norm_name,
-            auroc_threshold=0.05,
+            auroc_threshold=AUROC_THRESHOLD,
         )
+        rel, _ = confidence_errors(frames, idx, xy, nme_normalizer)
+        metrics[name]["reliability"] = reliability_bins(conf, rel, AUROC_THRESHOLD)
         preds[name] = (xy, conf)
     return metrics, preds
 
@@ -110,32 +167,49 @@ def evaluate_run(
     frames: LabeledFrames | None = None,
     progress: bool = True,
     cache: ImageCache | None = None,
+    flip: bool = False,
 ) -> dict:
-    """Evaluate a run's best weights; writes metrics.json, predictions_<split>.csv and plots.
+    """Evaluate a run's best weights; writes metrics.json, predictions_<split>.csv, reliability_<split>.png, plots.
 
     With ``data`` (other labelled data), every frame is evaluated as split ``test`` and the results go to
-    ``RUN_DIR/eval-<data name>/`` so the run's own metrics are kept.
+    ``RUN_DIR/eval-<data name>/`` so the run's own metrics are kept. With ``flip`` (horizontal-flip test-time
+    augmentation) the folder gets a ``-flip`` suffix (``RUN_DIR/eval-flip/`` for the run's own split).
     """
+    from keyhead.report.diagnostics import plot_reliability
     from keyhead.report.plots import plot_history, plot_overlays
 
     run = Path(run_dir)
     model, cfg = load_run(run)
     out = run
     if data is not None:
-        frames = select_keypoints(load_labels(data), model.keypoint_names)
+        frames = apply_crop(labels_for_model(data, model.keypoint_names)[0], cfg.data.crop)
         splits = {"test": list(range(len(frames)))}
-        out = run / f"eval-{Path(data).resolve().name}"
+        out = run / f"eval-{Path(data).resolve().name}{'-flip' if flip else ''}"
     else:
         if frames is None:
-            frames = select_keypoints(load_labels(cfg.data.path), model.keypoint_names)
+            frames, sizes = labels_for_model(cfg.data.path, model.keypoint_names)
+            recorded = json.loads((run / "split.json").read_text()).get("image_sizes", {})
+            check_recorded_sizes(recorded, frames, sizes, run)
+            frames = apply_crop(frames, cfg.data.crop)
         splits = load_split(run / "split.json", frames)
+        out = run / "eval-flip" if flip else run
+    flip_pairs = run_flip_pairs(run, model.keypoint_names, cfg.data.flip_pairs) if flip else None
     metrics, preds = evaluate_frames(
-        model, frames, splits, cfg.data.nme_normalizer, cfg.train.batch_size, progress, cache if data is None else None
+        model,
+        frames,
+        splits,
+        cfg.data.nme_normalizer,
+        cfg.train.batch_size,
+        progress,
+        cache if data is None else None,
+        flip_pairs=flip_pairs,
+        crop_margin=cfg.data.crop_margin,
     )
     payload = {
         "run": str(run),
         "data": str(data or cfg.data.path),
         "keypoints": model.keypoint_names,
+        "flip_tta": flip,
         "splits": metrics,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -148,6 +222,13 @@ def evaluate_run(
     plot_history(run, out / "training_curve.png")
     split_name = "test" if "test" in preds else next(iter(preds))
     plot_overlays(frames, splits[split_name], *preds[split_name], out / f"overlays_{split_name}.png")
-    summary = ", ".join(f"{s}: {m['pixel_error']:.2f} px" for s, m in metrics.items() if m["pixel_error"] is not None)
-    print(f"pixel error (mean Euclidean, original pixels) {summary}; wrote {out / 'metrics.json'}")
+    for name, (xy, conf) in preds.items():
+        rel, unit = confidence_errors(frames, splits[name], xy, cfg.data.nme_normalizer)
+        auroc = metrics[name].get("confidence_auroc")
+        title = f"{run.name} {name}{' (flip TTA)' if flip else ''}"
+        plot_reliability(
+            conf, rel, out / f"reliability_{name}.png", AUROC_THRESHOLD, error_unit=unit, title=title, auroc=auroc
+        )
+    summary = ", ".join(_summary(s, m) for s, m in metrics.items() if m["pixel_error"] is not None)
+    print(f"{'flip TTA: ' if flip else ''}{summary}; wrote {out / 'metrics.json'}")
     return payload

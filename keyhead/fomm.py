@@ -4,9 +4,9 @@
 the soft-argmax decoder at the same temperature. The returned :class:`FommKPDetector` answers like FOMM
 (``detector(x)`` -> value, jacobian, heatmap) and holds a regular :class:`keyhead.KeypointModel` (``.model``)
 that trains on labelled keypoints and predicts input pixels like every keyhead model. With the vox-256 trunk that
-model is the same as ``create_model(num_keypoints=10, backbone="fomm_hourglass", head="fomm_kp",
-decoder="soft_argmax", decoder_kwargs={"temperature": 0.1})`` and the ``fomm_kp`` config template;
-``kp_detector`` also sets the trunk's width, depth and scale, which the config cannot.
+model is the same as ``create_model(num_keypoints=10, backbone="fomm_hourglass", head="fomm_kp")`` (the head
+suggests the soft-argmax decoder at its temperature) and the ``fomm_kp`` config template; the trunk's width, depth
+and scale are ``backbone_kwargs`` there (``keyhead fomm-train`` and ``keyhead compress`` write them).
 
 Example:
     >>> import torch

@@ -344,6 +344,56 @@ def confidence_auroc(confidence: ArrayLike, errors: ArrayLike, threshold: ArrayL
     return float((ranks[bad].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def reliability_bins(confidence: ArrayLike, errors: ArrayLike, threshold: float, n_bins: int = 10) -> dict:
+    """Confidence reliability table: per equal-width confidence bin, how often keypoints are right and how wrong.
+
+    Args:
+        confidence: (N, K) confidences in [0, 1] (values outside are clipped into the end bins); NaN left out.
+        errors: (N, K) errors in any unit; NaN entries (unlabelled) are left out, +inf (missed) counts as wrong
+            and is left out of ``mean_error``.
+        threshold: error at or below which a keypoint is correct, in the unit of ``errors``.
+        n_bins: number of bins over [0, 1].
+
+    Returns:
+        ``{"edges": n_bins + 1 floats, "count", "mean_confidence", "accuracy" (fraction correct), "mean_error"
+        (per bin, None where empty), "ece"}``; ``ece`` is the expected calibration error (count-weighted mean of
+        |accuracy - mean confidence|), None if nothing is judged. JSON-ready (no NaN).
+
+    Example:
+        >>> reliability_bins([0.95, 0.9, 0.15], [0.01, 0.2, 0.3], threshold=0.05, n_bins=2)["accuracy"]
+        [0.0, 0.5]
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    err = np.asarray(errors, dtype=np.float64)
+    if conf.shape != err.shape:
+        raise KeyheadError(f"confidence has shape {conf.shape} but errors have {err.shape}; they must match")
+    if n_bins < 1:
+        raise KeyheadError(f"n_bins must be >= 1, got {n_bins}")
+    ok = np.isfinite(conf) & ~np.isnan(err)
+    c, e = conf[ok], err[ok]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(c, edges[1:-1], right=True), 0, n_bins - 1)
+    out: dict = {"edges": edges.tolist(), "count": [], "mean_confidence": [], "accuracy": [], "mean_error": []}
+    gap = 0.0
+    for b in range(n_bins):
+        sel = which == b
+        n = int(sel.sum())
+        out["count"].append(n)
+        if n == 0:
+            for key in ("mean_confidence", "accuracy", "mean_error"):
+                out[key].append(None)
+            continue
+        acc = float((e[sel] <= threshold).mean())
+        mc = float(c[sel].mean())
+        finite = e[sel][np.isfinite(e[sel])]
+        out["mean_confidence"].append(mc)
+        out["accuracy"].append(acc)
+        out["mean_error"].append(float(finite.mean()) if finite.size else None)
+        gap += n * abs(acc - mc)
+    out["ece"] = gap / len(c) if len(c) else None
+    return out
+
+
 def _json_float(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 

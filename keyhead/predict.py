@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -10,14 +11,22 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from keyhead.data.context import model_offsets
 from keyhead.data.dataset import ImageCache, KeypointDataset
+from keyhead.data.face import crops_to_landmarks, landmark_boxes
 from keyhead.data.formats import load_labels
 from keyhead.data.formats.dlc import write_dlc_csv
+from keyhead.data.formats.ibug68 import IBUG68_NAMES
+from keyhead.data.formats.pts import read_pts
 from keyhead.errors import KeyheadError
 from keyhead.evaluate import predict_dataset
 from keyhead.report.plots import draw_keypoints, skeleton_indices
 from keyhead.run import load_run, select_keypoints
+from keyhead.tta import run_flip_pairs
 from keyhead.types import LabeledFrames
+from keyhead.utils.io import atomic_path
+
+log = logging.getLogger("keyhead")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -42,8 +51,14 @@ def collect_images(inputs: list[str | os.PathLike]) -> list[Path]:
 
 
 def _truth_for(images: list[Path], names: list[str]) -> dict[Path, np.ndarray]:
-    """Labels for the images, where a label file sits in (or above) their folder."""
+    """Labels for the images, where a label file sits in (or above) their folder, or a ``.pts`` beside them."""
     truth: dict[Path, np.ndarray] = {}
+    for p in images:
+        pts = p.with_suffix(".pts")
+        if len(names) == len(IBUG68_NAMES) and pts.is_file():
+            points = read_pts(pts)
+            if points.shape == (len(names), 2):
+                truth[p] = points.astype(np.float32)
     for folder in {p.parent for p in images}:
         for cand in (folder, folder.parent, folder.parent.parent):
             csvs = sorted(cand.glob("CollectedData*.csv"))
@@ -67,8 +82,13 @@ def predict_images(
     threshold: float = 0.5,
     batch_size: int = 16,
     progress: bool = True,
+    flip: bool = False,
 ) -> Path:
     """Predict keypoints on images; writes ``predictions.csv`` (x, y, likelihood) and ``overlays/``.
+
+    ``flip`` averages with the prediction on the mirrored image (:func:`keyhead.tta.flip_predict`). A run trained on
+    face crops (``data.crop: landmarks``) crops each image to the box of its ``.pts`` landmarks when one lies beside
+    it (the 300-W protocol); other images are resized whole.
 
     Returns:
         The output folder.
@@ -85,12 +105,28 @@ def predict_images(
         source="predict",
     )
     out = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
-    ds = KeypointDataset(frames, model.input_size, None, cache=ImageCache(frames, cfg.data.in_channels, 10**6))
-    xy, conf = predict_dataset(model, ds, batch_size, progress, desc="predict")
+    truth = _truth_for(images, model.keypoint_names)
+    if crops_to_landmarks(cfg.data.crop, k):
+        nan = np.full((k, 2), np.nan, np.float32)
+        frames.boxes = landmark_boxes(np.stack([truth.get(p, nan) for p in images]))
+        uncropped = int(np.isnan(frames.boxes).any(1).sum())
+        if uncropped:
+            log.warning("%d of %d images have no landmarks to crop to and are resized whole", uncropped, len(images))
+    cache = ImageCache(frames, cfg.data.in_channels, 10**6)
+    ds = KeypointDataset(
+        frames,
+        model.input_size,
+        None,
+        cache=cache,
+        crop_margin=cfg.data.crop_margin,
+        context_offsets=model_offsets(model),
+        context_video=cfg.data.context_video,
+    )
+    flip_pairs = run_flip_pairs(run_dir, model.keypoint_names, cfg.data.flip_pairs) if flip else None
+    xy, conf = predict_dataset(model, ds, batch_size, progress, desc="predict", flip_pairs=flip_pairs)
     frames.keypoints = xy
     csv_path = write_dlc_csv(frames, out / "predictions.csv", scorer="keyhead", likelihood=conf)
     if overlays:
-        truth = _truth_for(images, model.keypoint_names)
         skeleton_file = Path(run_dir) / "skeleton.json"
         pairs = json.loads(skeleton_file.read_text()) if skeleton_file.is_file() else []
         skeleton = skeleton_indices(model.keypoint_names, [tuple(p) for p in pairs])
@@ -99,6 +135,14 @@ def predict_images(
             img = ds.cache.get(i)[0]
             pic = draw_keypoints(img, xy[i], truth.get(p), conf[i], threshold, skeleton)
             target = out / "overlays" / (frames.image_paths[i].replace("/", "__").rsplit(".", 1)[0] + ".png")
-            cv2.imwrite(str(target), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+            with atomic_path(target) as tmp:
+                cv2.imwrite(str(tmp), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
     print(f"predicted {len(images)} images -> {csv_path}")
     return out
+
+
+def predict_videos(*args, **kwargs):
+    """Video prediction from a run folder; see :func:`keyhead.video.predict_videos` (kept here for the API)."""
+    from keyhead.video import predict_videos as run
+
+    return run(*args, **kwargs)

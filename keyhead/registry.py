@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,9 +23,16 @@ class Registry:
         True
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, module: str | None = None) -> None:
         self.kind = kind
+        self.module = module
         self._items: dict[str, Any] = {}
+
+    def _populate(self) -> None:
+        """Import the package whose modules register this kind (``import keyhead`` itself imports no torch)."""
+        if self.module is not None:
+            module, self.module = self.module, None
+            importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -36,6 +44,7 @@ class Registry:
         return deco
 
     def get(self, name: str) -> Any:
+        self._populate()
         if name not in self._items:
             close = difflib.get_close_matches(name, list(self._items), n=3)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -43,13 +52,15 @@ class Registry:
         return self._items[name]
 
     def names(self) -> list[str]:
+        self._populate()
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
+        self._populate()
         return name in self._items
 
 
-BACKBONES = Registry("backbone")
-HEADS = Registry("head")
-DECODERS = Registry("decoder")
-LOSSES = Registry("loss")
+BACKBONES = Registry("backbone", "keyhead.backbones")
+HEADS = Registry("head", "keyhead.heads")
+DECODERS = Registry("decoder", "keyhead.decoders")
+LOSSES = Registry("loss", "keyhead.losses")

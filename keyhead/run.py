@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from keyhead.config import RunConfig, load_config
+from keyhead.data.formats.ibug68 import IBUG68_FLIP_PAIRS, IBUG68_NAMES
 from keyhead.engine.checkpoint import load_weights
 from keyhead.errors import KeyheadError
 from keyhead.model import KeypointModel, create_model
 from keyhead.types import LabeledFrames
+from keyhead.utils.weights import trust_pickle
 
 REQUIRED = ("config.yaml", "model.safetensors")
 
@@ -20,12 +22,16 @@ def check_components(cfg: RunConfig) -> None:
     """Resolve every named component before any data is read, so a typo fails in a second."""
     import keyhead.decoders  # noqa: F401  (registers decoders)
     import keyhead.heads  # noqa: F401  (registers heads)
+    from keyhead.backbones import check_timm_name
     from keyhead.losses import loss_spec
-    from keyhead.registry import DECODERS, HEADS
+    from keyhead.registry import BACKBONES, DECODERS, HEADS
 
     HEADS.get(cfg.model.head)
+    if cfg.model.backbone not in BACKBONES:
+        check_timm_name(cfg.model.backbone, extra=BACKBONES.names())
     loss_spec(cfg.model.loss)
-    DECODERS.get(cfg.model.decoder)
+    if cfg.model.decoder is not None:
+        DECODERS.get(cfg.model.decoder)
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> Path:
@@ -40,6 +46,12 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
 
 def model_from_config(cfg: RunConfig, keypoint_names: list[str], pretrained: bool | str | None = None) -> KeypointModel:
     m = cfg.model
+    with trust_pickle(m.trust_pickle):
+        return _create_model(cfg, keypoint_names, pretrained)
+
+
+def _create_model(cfg: RunConfig, keypoint_names: list[str], pretrained: bool | str | None) -> KeypointModel:
+    m = cfg.model
     return create_model(
         keypoint_names=keypoint_names,
         backbone=m.backbone,
@@ -53,6 +65,7 @@ def model_from_config(cfg: RunConfig, keypoint_names: list[str], pretrained: boo
         sigma=m.sigma,
         head_kwargs=m.head_kwargs,
         decoder_kwargs=m.decoder_kwargs,
+        backbone_kwargs=m.backbone_kwargs,
     )
 
 
@@ -63,7 +76,10 @@ def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> 
         (model in eval mode, its resolved config).
     """
     run = check_run_dir(run_dir)
-    cfg = load_config(run / "config.yaml")
+    try:
+        cfg = load_config(run / "config.yaml")
+    except KeyheadError as exc:
+        raise KeyheadError(f"{exc} (the run may come from another keyhead version; use that version)") from None
     names_file = run / "keypoints.txt"
     if not names_file.is_file():
         raise KeyheadError(f"run folder {run} is missing keypoints.txt; it is not a finished keyhead run")
@@ -75,7 +91,10 @@ def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> 
 
 
 def flip_pair_indices(frames: LabeledFrames, pairs: list[tuple[str, str]]) -> list[tuple[int, int]]:
-    """Name pairs from the config (or the data's own index pairs) -> index pairs; unknown names are errors."""
+    """Name pairs from the config (or the data's own index pairs) -> index pairs; unknown names are errors.
+
+    A 68-point set with no pairs from either source gets the iBUG 300-W pairs.
+    """
     lookup = {n: i for i, n in enumerate(frames.keypoint_names)}
     out = list(frames.flip_pairs)
     for a, b in pairs:
@@ -83,6 +102,9 @@ def flip_pair_indices(frames: LabeledFrames, pairs: list[tuple[str, str]]) -> li
             if name not in lookup:
                 raise KeyheadError(f"data.flip_pairs: keypoint {name!r} is not in the labels ({', '.join(lookup)})")
         out.append((lookup[a], lookup[b]))
+    if not out and frames.num_keypoints == len(IBUG68_NAMES):
+        # Any 68-point set is the iBUG 300-W layout; its left/right pairs are built in.
+        out = list(IBUG68_FLIP_PAIRS)
     return sorted(set(out))
 
 

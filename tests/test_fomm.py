@@ -12,6 +12,7 @@ from keyhead.errors import KeyheadError
 from keyhead.fomm import kp_detector, load_fomm_state_dict
 from keyhead.heads.fomm import gaussian2kp, make_coordinate_grid, pixels_to_fomm
 from keyhead.losses import loss_spec
+from keyhead.utils.weights import trust_pickle
 
 # Seed 003's hourglass table (vox-256): parameters per down / up block and the whole hourglass.
 SEED_DOWN = [1_920, 74_112, 295_680, 1_181_184, 4_721_664]
@@ -183,12 +184,14 @@ def test_fomm_state_dict_loads(tmp_path):
     )
     path = tmp_path / "vox-cpk.pth.tar"
     torch.save({"kp_detector": fomm_state, "epoch": 3}, path)
-    dst = kp_detector(num_kp=2, block_expansion=8, max_features=32, num_blocks=3, weights=path).eval()
+    with trust_pickle():  # a torch.save pickle: read (weights_only) only when trusted
+        dst = kp_detector(num_kp=2, block_expansion=8, max_features=32, num_blocks=3, weights=path).eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
         a, b = src(x), dst(x)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    bb = create_backbone("fomm_hourglass", pretrained=path, block_expansion=8, max_features=32, num_blocks=3)
+    with trust_pickle():
+        bb = create_backbone("fomm_hourglass", pretrained=path, block_expansion=8, max_features=32, num_blocks=3)
     assert torch.equal(
         bb.predictor.encoder.down_blocks[0].conv.weight, src.model.backbone.predictor.encoder.down_blocks[0].conv.weight
     )

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from keyhead.backbones import efficientnet_lite, fomm, tiny  # noqa: F401  (importing registers them)
+from keyhead.backbones import (  # noqa: F401  (importing registers them)
+    efficientnet_lite,
+    fomm,
+    simple_cnn,
+    tiny,
+    unet,
+    vit,
+)
 from keyhead.backbones.base import Backbone, FeatureInfo
 from keyhead.backbones.timm_backbone import TimmBackbone, check_timm_name
 from keyhead.backbones.tiny import TinyBackbone

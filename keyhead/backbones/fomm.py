@@ -10,6 +10,11 @@ Module names follow first-order-model (``down``, ``predictor.encoder.down_blocks
 ``predictor.decoder.up_blocks.i.conv`` / ``norm``), so a FOMM ``kp_detector`` state dict loads as it is. FOMM
 calls ``F.relu`` and ``F.interpolate`` inline; here they are ``nn.ReLU`` / ``nn.Upsample`` modules (no parameters,
 same arithmetic) so that ``keyhead profile`` can time them per block.
+
+Light variants (``keyhead compress``): ``separable=True`` replaces every hourglass 3x3 convolution by a depthwise
+3x3 followed by a pointwise 1x1 (:class:`SeparableConv2d`, ~1/9 of the multiply-adds for wide layers), and
+``strided_antialias=True`` computes the anti-alias blur only at the kept pixels (a stride-``1/scale`` convolution:
+the same numbers as blurring everything and subsampling, 1/16 of the work at scale 0.25).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch import Tensor, nn
 from keyhead.backbones.base import Backbone, FeatureInfo
 from keyhead.errors import KeyheadError
 from keyhead.registry import BACKBONES
+from keyhead.utils.weights import read_weights_file, state_dict_of
 
 
 def anti_alias_kernel(scale: float) -> tuple[Tensor, float]:
@@ -59,8 +65,9 @@ class AntiAliasInterpolation2d(nn.Module):
         (B, C, H, W) -> (B, C, ceil(H * scale), ceil(W * scale)).
     """
 
-    def __init__(self, channels: int, scale: float) -> None:
+    def __init__(self, channels: int, scale: float, strided: bool = False) -> None:
         super().__init__()
+        self.strided = strided
         kernel, self.sigma = anti_alias_kernel(scale)
         self.kernel_size = kernel.shape[-1]
         self.ka = self.kernel_size // 2
@@ -74,19 +81,50 @@ class AntiAliasInterpolation2d(nn.Module):
         if self.scale == 1.0:
             return x
         out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))
+        if self.strided:
+            return F.conv2d(out, weight=self.weight, groups=self.groups, stride=self.int_inv_scale)
         out = F.conv2d(out, weight=self.weight, groups=self.groups)
         return out[:, :, :: self.int_inv_scale, :: self.int_inv_scale]
 
     def extra_repr(self) -> str:
-        return f"channels={self.groups}, scale={self.scale}, sigma={self.sigma}, kernel_size={self.kernel_size}"
+        return (
+            f"channels={self.groups}, scale={self.scale}, sigma={self.sigma}, kernel_size={self.kernel_size}, "
+            f"strided={self.strided}"
+        )
+
+
+class SeparableConv2d(nn.Sequential):
+    """Depthwise k x k convolution (one filter per input channel) then a pointwise 1x1 convolution.
+
+    A drop-in for ``nn.Conv2d(in_features, out_features, k, padding=padding)``: C_in * k^2 + C_in * C_out
+    multiply-adds per pixel instead of C_in * C_out * k^2.
+
+    Shapes:
+        (B, C_in, H, W) -> (B, C_out, H + 2 * padding - k + 1, W + 2 * padding - k + 1).
+    """
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1) -> None:
+        super().__init__(
+            nn.Conv2d(in_features, in_features, kernel_size, padding=padding, groups=in_features, bias=False),
+            nn.Conv2d(in_features, out_features, 1),
+        )
+        self.in_channels, self.out_channels = in_features, out_features
+
+
+def _conv(in_features: int, out_features: int, kernel_size: int, padding: int, separable: bool) -> nn.Module:
+    if separable:
+        return SeparableConv2d(in_features, out_features, kernel_size, padding)
+    return nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
 
 
 class DownBlock2d(nn.Module):
     """conv (3x3, padding 1) -> BatchNorm2d -> ReLU -> AvgPool2d(2): (B, C_in, H, W) -> (B, C_out, H/2, W/2)."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1, separable: bool = False
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
+        self.conv = _conv(in_features, out_features, kernel_size, padding, separable)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
         self.relu = nn.ReLU()
         self.pool = nn.AvgPool2d(kernel_size=(2, 2))
@@ -98,10 +136,12 @@ class DownBlock2d(nn.Module):
 class UpBlock2d(nn.Module):
     """nearest upsample x2 -> conv (3x3, padding 1) -> BatchNorm2d -> ReLU: (B, C_in, H, W) -> (B, C_out, 2H, 2W)."""
 
-    def __init__(self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, kernel_size: int = 3, padding: int = 1, separable: bool = False
+    ) -> None:
         super().__init__()
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
-        self.conv = nn.Conv2d(in_features, out_features, kernel_size=kernel_size, padding=padding)
+        self.conv = _conv(in_features, out_features, kernel_size, padding, separable)
         self.norm = nn.BatchNorm2d(out_features, affine=True)
         self.relu = nn.ReLU()
 
@@ -115,12 +155,20 @@ class Encoder(nn.Module):
     ``forward`` returns [input, block 1 output, ..., block n output] (the skips the Decoder consumes).
     """
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int = 3,
+        max_features: int = 256,
+        separable: bool = False,
+    ) -> None:
         super().__init__()
         self.down_blocks = nn.ModuleList(
             DownBlock2d(
                 in_features if i == 0 else min(max_features, block_expansion * (2**i)),
                 min(max_features, block_expansion * (2 ** (i + 1))),
+                separable=separable,
             )
             for i in range(num_blocks)
         )
@@ -138,12 +186,19 @@ class Decoder(nn.Module):
     Output channels: block_expansion + in_features.
     """
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int = 3,
+        max_features: int = 256,
+        separable: bool = False,
+    ) -> None:
         super().__init__()
         blocks = []
         for i in reversed(range(num_blocks)):
             in_filters = (1 if i == num_blocks - 1 else 2) * min(max_features, block_expansion * (2 ** (i + 1)))
-            blocks.append(UpBlock2d(in_filters, min(max_features, block_expansion * (2**i))))
+            blocks.append(UpBlock2d(in_filters, min(max_features, block_expansion * (2**i)), separable=separable))
         self.up_blocks = nn.ModuleList(blocks)
         self.out_filters = block_expansion + in_features
 
@@ -162,10 +217,17 @@ class Hourglass(nn.Module):
         (B, in_features, H, W) -> (B, block_expansion + in_features, H, W); H and W divisible by 2**num_blocks.
     """
 
-    def __init__(self, block_expansion: int, in_features: int, num_blocks: int = 3, max_features: int = 256) -> None:
+    def __init__(
+        self,
+        block_expansion: int,
+        in_features: int,
+        num_blocks: int = 3,
+        max_features: int = 256,
+        separable: bool = False,
+    ) -> None:
         super().__init__()
-        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features)
-        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
+        self.encoder = Encoder(block_expansion, in_features, num_blocks, max_features, separable)
+        self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features, separable)
         self.out_filters = self.decoder.out_filters
         self.num_blocks = num_blocks
 
@@ -176,25 +238,13 @@ class Hourglass(nn.Module):
 def read_fomm_state(path: str | os.PathLike) -> dict[str, Tensor]:
     """The ``kp_detector`` state dict of a first-order-model checkpoint (``vox-cpk.pth.tar``) or a bare one.
 
-    ``.safetensors`` files and ``torch.save`` files (read with ``weights_only=True``) are accepted; a full FOMM
+    ``.safetensors`` files, and ``torch.save`` files when trusted (``keyhead.utils.weights``), are accepted; a full FOMM
     checkpoint's ``kp_detector`` entry is taken, otherwise the file must be the detector's state dict itself.
     """
     p = Path(path)
     if not p.is_file():
         raise KeyheadError(f"FOMM weights file {p} does not exist (give the path of vox-cpk.pth.tar or a state dict)")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p))
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip errors come in many types
-        raise KeyheadError(f"{p}: not a readable torch checkpoint ({exc})") from None
-    if isinstance(state, dict) and "kp_detector" in state:
-        state = state["kp_detector"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise KeyheadError(f"{p}: expected a FOMM checkpoint with a 'kp_detector' entry or a state dict of tensors")
-    return state
+    return state_dict_of(read_weights_file(p), f"{p} (a FOMM checkpoint with a 'kp_detector' entry or a state dict)")
 
 
 def load_checked(module: nn.Module, state: dict[str, Tensor], what: str, settings: str) -> None:
@@ -227,6 +277,8 @@ class FommHourglassBackbone(Backbone):
         num_blocks: down (and up) blocks (vox-256: 5).
         max_features: channel cap (vox-256: 1024).
         scale_factor: anti-alias downsampling factor (vox-256: 0.25); 1 skips it.
+        separable: depthwise-separable hourglass convolutions (a light student; not FOMM's).
+        strided_antialias: blur only at the kept pixels (same output, less work; not FOMM's code).
 
     Shapes:
         (B, C, H, W) -> [(B, block_expansion + C, H * scale, W * scale)]; H * scale divisible by 2**num_blocks.
@@ -244,6 +296,8 @@ class FommHourglassBackbone(Backbone):
         num_blocks: int = 5,
         max_features: int = 1024,
         scale_factor: float = 0.25,
+        separable: bool = False,
+        strided_antialias: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 1:
@@ -258,8 +312,12 @@ class FommHourglassBackbone(Backbone):
             )
         self.in_channels = in_channels
         self.scale_factor = scale_factor
-        self.down = AntiAliasInterpolation2d(in_channels, scale_factor) if scale_factor != 1 else nn.Identity()
-        self.predictor = Hourglass(block_expansion, in_channels, num_blocks, max_features)
+        self.down = (
+            AntiAliasInterpolation2d(in_channels, scale_factor, strided_antialias)
+            if scale_factor != 1
+            else nn.Identity()
+        )
+        self.predictor = Hourglass(block_expansion, in_channels, num_blocks, max_features, separable)
         self.feature_info = [FeatureInfo(self.predictor.out_filters, round(inv))]
         self.mean, self.std = (0.0,) * in_channels, (1.0,) * in_channels
 
@@ -299,11 +357,15 @@ def create_fomm_hourglass(
     num_blocks: int = 5,
     max_features: int = 1024,
     scale_factor: float = 0.25,
+    separable: bool = False,
+    strided_antialias: bool = False,
 ) -> FommHourglassBackbone:
     """The FOMM KPDetector trunk (vox-256 defaults); ``pretrained`` may be the path of a FOMM checkpoint."""
     if out_indices not in (None, [0], (0,), [-1], (-1,)):
         raise KeyheadError(f"backbone 'fomm_hourglass' returns one feature map; out_indices {out_indices} is invalid")
-    bb = FommHourglassBackbone(in_channels, block_expansion, num_blocks, max_features, scale_factor)
+    bb = FommHourglassBackbone(
+        in_channels, block_expansion, num_blocks, max_features, scale_factor, separable, strided_antialias
+    )
     if pretrained is True:
         raise KeyheadError(
             "backbone 'fomm_hourglass' has no installed weights; pass pretrained=PATH of a first-order-model "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 
 from keyhead.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, FeatureInfo, channel_stats
 from keyhead.errors import KeyheadError
+from keyhead.utils.weights import read_weights_file, state_dict_of
 
 log = logging.getLogger(__name__)
 
@@ -123,39 +123,13 @@ def check_timm_name(name: str, extra: Sequence[str] = ()) -> None:
 
 
 def load_state_dict_file(path: Path) -> dict[str, Tensor]:
-    """Read a state dict from ``.safetensors``, or ``.pth`` / ``.pt`` / ``.bin`` with ``torch.load(weights_only=True)``.
+    """Read a state dict from a ``.safetensors`` file, or from a ``torch.save`` pickle only when trusted.
 
-    A checkpoint dict holding the weights under ``"state_dict"`` or ``"model"`` is unwrapped, and a DDP
-    ``"module."`` prefix is removed.
+    Pickles are refused unless the user trusts them (``keyhead.utils.weights``: ``model.trust_pickle``), and then
+    read with ``torch.load(weights_only=True)``. A checkpoint dict holding the weights under ``"state_dict"`` or
+    ``"model"`` is unwrapped, and a DDP ``"module."`` prefix is removed.
     """
-    if not path.is_file():
-        raise KeyheadError(
-            f"weights file {path} does not exist; pass the path of a .safetensors, .pth or .pt state dict"
-        )
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        obj: Any = load_file(str(path))
-    elif suffix in (".pth", ".pt", ".bin"):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError) as e:
-            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise KeyheadError(
-                f"{path} cannot be read safely with torch.load(weights_only=True) ({first_line}); "
-                "re-save it as a plain state dict, e.g. with safetensors.torch.save_file(model.state_dict(), path)"
-            ) from e
-    else:
-        raise KeyheadError(f"weights file {path} has suffix {suffix!r}; use .safetensors, .pth or .pt")
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise KeyheadError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return state_dict_of(read_weights_file(path), str(path))
 
 
 def check_state_dict(sd: Mapping[str, Tensor], reference: nn.Module, name: str, source: str, in_channels: int) -> None:

@@ -33,6 +33,7 @@ class HeatmapCodec:
     """
 
     kind = "heatmap"
+    confidence_scale = 0.05  # Laplace scale (normalised units) at which a dict output's confidence is 1/e
 
     def __init__(
         self,
@@ -58,7 +59,7 @@ class HeatmapCodec:
         self.decoder_name = decoder
         self.decoder = DECODERS.get(decoder)
         self.decoder_kwargs = dict(decoder_kwargs or {})
-        if decoder == "subpixel_maxima":
+        if decoder in ("subpixel_maxima", "calibrated_maxima"):
             self.decoder_kwargs.setdefault("upsample_steps", max(0, self.stride.bit_length() - 1))
 
     def encode(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,8 +92,29 @@ class HeatmapCodec:
         """Activated, non-negative maps (B, K, h, w) from head logits."""
         return activate(logits, self.activation)
 
-    def decode(self, logits: torch.Tensor) -> Keypoints:
-        """Head logits (B, K, h, w) -> keypoints in input pixels with confidence."""
+    def decode(self, logits: torch.Tensor | dict[str, torch.Tensor]) -> Keypoints:
+        """Head logits (B, K, h, w) -> keypoints in input pixels with confidence.
+
+        Logits of several heads stacked as (B, N, K, h, w) (e.g. ``mhcrnn``'s single- and multi-frame heads)
+        are decoded each, and per keypoint the most confident head's result is kept.
+
+        A dict holds the logits under "heatmaps" and, from heads that predict their own uncertainty (``dynamic``),
+        a per-keypoint Laplace ``log_scale`` (B, K) in normalised units; the confidence is then
+        ``exp(-b / confidence_scale)``, as for regression heads, instead of the decoder's.
+        """
+        if isinstance(logits, dict):
+            kp = self.decode(logits["heatmaps"])
+            if "log_scale" in logits:
+                kp.confidence = torch.exp(-logits["log_scale"].float().exp() / self.confidence_scale)
+            return kp
+        if logits.ndim == 5:
+            parts = [self.decode(logits[:, i]) for i in range(logits.shape[1])]
+            conf = torch.stack([p.confidence for p in parts], dim=1)
+            xy = torch.stack([p.xy for p in parts], dim=1)
+            best = conf.argmax(dim=1, keepdim=True)
+            return Keypoints(
+                xy.gather(1, best[..., None].expand(-1, -1, -1, 2)).squeeze(1), conf.gather(1, best).squeeze(1)
+            )
         logits = logits.float()
         maps = logits if getattr(self.decoder, "takes_logits", False) else self.maps(logits)
         xy, conf = self.decoder(maps, stride=self.stride, **self.decoder_kwargs)

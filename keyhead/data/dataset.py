@@ -41,6 +41,8 @@ class ImageCache:
         self.in_channels = in_channels
         self.max_side = max_side
         self._images: dict[int, tuple[np.ndarray, np.ndarray, tuple[int, int]]] = {}
+        self._context: dict[str, np.ndarray] = {}
+        self._videos: dict[str, object] = {}
 
     def get(self, i: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """(cached image (h, w, C) uint8, 3x3 original->cached matrix, original (W, H))."""
@@ -61,13 +63,51 @@ class ImageCache:
     def size(self, i: int) -> tuple[int, int]:
         return self.get(i)[2]
 
+    def window(self, i: int, offsets: list[int], video: str | None = None) -> list[np.ndarray]:
+        """Cached images of frame ``i``'s context window (see :mod:`keyhead.data.context`), in cached pixels."""
+        from keyhead.data.context import VideoFrames, find_video, frame_number, has_neighbours, neighbour_paths
+
+        img, _, (w, h) = self.get(i)
+        rel = self.frames.image_paths[i]
+        root = self.frames.root
+        n = frame_number(rel)
+        src = None
+        if n is not None and not has_neighbours(root, rel):
+            path = find_video(root, rel, video)
+            if path is not None:
+                src = self._videos.setdefault(str(path), VideoFrames(path, self.in_channels))
+                src.load({n + o for o in offsets})
+        out = []
+        for off, p in zip(offsets, neighbour_paths(root, rel, offsets), strict=True):
+            frame = src.get(n + off) if src is not None else None
+            if off == 0 or (frame is None and p == rel):
+                out.append(img)
+                continue
+            if frame is None:
+                frame = self._context.get(p)
+                if frame is None:
+                    frame = read_image(Path(root) / p, self.in_channels)
+            if frame.shape[:2] != (h, w) and frame.shape[:2] != img.shape[:2]:
+                where = p if src is None else f"{src.path} frame {n + off}"
+                raise KeyheadError(
+                    f"context frame {where} is {frame.shape[1]}x{frame.shape[0]} but the labelled frame {rel} is "
+                    f"{w}x{h}; context frames must have the labelled frame's size"
+                )
+            if img.shape[:2] != frame.shape[:2]:
+                frame = cv2.resize(frame, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
+                frame = frame[..., None] if frame.ndim == 2 else frame
+            if src is None:
+                self._context[p] = frame
+            out.append(frame)
+        return out
+
 
 class KeypointDataset(Dataset):
     """Samples for training and evaluation.
 
     Each sample: ``image`` (C, H, W) float32 in [0, 1], ``keypoints`` (K, 2) float32 in input pixels (NaN
     missing), ``matrix`` (3, 3) float64 original->input pixels, ``index`` into ``frames``. With a box, the
-    subject's box (enlarged by 1.25) is cropped; else the whole image is resized to the input size.
+    subject's box (enlarged by ``1 + crop_margin``) is cropped; else the whole image is resized to the input size.
 
     Args:
         frames: the labelled frames.
@@ -76,6 +116,10 @@ class KeypointDataset(Dataset):
         flip_pairs: keypoint index pairs swapped by a horizontal flip.
         cache: a shared :class:`ImageCache` (train/val/test datasets share one).
         seed: base seed; each (epoch, index) draws its own augmentation deterministically.
+        crop_margin: a frame's box is enlarged by this fraction before cropping (``data.crop_margin``).
+        context_offsets: frame offsets of a context window (e.g. [-2, -1, 0, 1, 2] for ``mhcrnn``); each
+            sample's ``image`` is then (T, C, H, W), every frame warped and augmented the same way.
+        context_video: the video the labelled frames come from, when their neighbours are not on disk.
     """
 
     def __init__(
@@ -88,8 +132,14 @@ class KeypointDataset(Dataset):
         indices: list[int] | None = None,
         in_channels: int = 3,
         seed: int = 0,
+        crop_margin: float = 0.25,
+        context_offsets: list[int] | None = None,
+        context_video: str | None = None,
     ) -> None:
         self.frames = frames
+        self.context_offsets = list(context_offsets) if context_offsets and len(context_offsets) > 1 else None
+        self.context_video = context_video
+        self.crop_margin = float(crop_margin)
         self.input_size = input_size
         self.augment = augment if augment is not None and augment.enabled else None
         self.flip_pairs = list(flip_pairs or [])
@@ -109,7 +159,7 @@ class KeypointDataset(Dataset):
         """Original pixels -> input pixels, before augmentation."""
         out_wh = (self.input_size[1], self.input_size[0])
         if self.frames.boxes is not None and np.all(np.isfinite(self.frames.boxes[i])):
-            return box_matrix(self.frames.boxes[i], out_wh)
+            return box_matrix(self.frames.boxes[i], out_wh, 1.0 + self.crop_margin)
         return resize_matrix(self.cache.size(i), out_wh)
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
@@ -125,12 +175,18 @@ class KeypointDataset(Dataset):
             matrix = aug @ matrix
             if flipped:
                 kp = kp[self._flip_perm]
-        image = warp(img, matrix @ np.linalg.inv(to_cache), out_wh).astype(np.float32) / 255.0
-        if rng is not None:
-            image = photometric(image, rng, self.augment)
+        to_input = matrix @ np.linalg.inv(to_cache)
+        images = self.cache.window(i, self.context_offsets, self.context_video) if self.context_offsets else [img]
+        out = []
+        for frame in images:
+            image = warp(frame, to_input, out_wh).astype(np.float32) / 255.0
+            if rng is not None:  # the same photometric draw for every frame of a window
+                image = photometric(image, np.random.default_rng((self.seed, self.epoch, i, 1)), self.augment)
+            out.append(image.transpose(2, 0, 1))
         xy = transform_points(kp, matrix).astype(np.float32)
+        stacked = np.stack(out) if self.context_offsets else out[0]
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "image": torch.from_numpy(np.ascontiguousarray(stacked)),
             "keypoints": torch.from_numpy(xy),
             "matrix": torch.from_numpy(matrix),
             "index": torch.tensor(i),
@@ -142,11 +198,14 @@ def make_split(n: int, fractions: tuple[float, float, float], seed: int) -> dict
     if n == 0:
         raise KeyheadError("the dataset has no labelled frames; check the label file")
     perm = np.random.default_rng(seed).permutation(n).tolist()
-    n_val = max(1, round(fractions[1] * n)) if fractions[1] > 0 and n >= 3 else 0
-    n_test = max(1, round(fractions[2] * n)) if fractions[2] > 0 and n >= 3 else 0
+    n_val = max(1, round(fractions[1] * n)) if fractions[1] > 0 else 0
+    n_test = max(1, round(fractions[2] * n)) if fractions[2] > 0 else 0
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise KeyheadError(f"only {n} labelled frames: too few to split {fractions}; label more or change data.split")
+        raise KeyheadError(
+            f"only {n} labelled frames: too few for data.split {list(fractions)} (needs {n_val} val + {n_test} test "
+            "+ at least 1 train frame); label more frames or set data.split=[1,0,0] (no val/test)"
+        )
     return {
         "train": sorted(perm[:n_train]),
         "val": sorted(perm[n_train : n_train + n_val]),
@@ -154,9 +213,16 @@ def make_split(n: int, fractions: tuple[float, float, float], seed: int) -> dict
     }
 
 
-def save_split(split: dict[str, list[int]], frames: LabeledFrames, path: str | os.PathLike) -> None:
-    """Write the split with image paths, so it can be checked against the data later."""
-    payload = {name: [frames.image_paths[i] for i in idx] for name, idx in split.items()}
+def save_split(
+    split: dict[str, list[int]],
+    frames: LabeledFrames,
+    path: str | os.PathLike,
+    sizes: list[tuple[int, int]] | None = None,
+) -> None:
+    """Write the split with image paths (and each image's (W, H) as ``image_sizes``) to check the data against later."""
+    payload: dict = {name: [frames.image_paths[i] for i in idx] for name, idx in split.items()}
+    if sizes is not None:
+        payload["image_sizes"] = {p: list(wh) for p, wh in zip(frames.image_paths, sizes, strict=True)}
     with atomic_write(path) as f:
         json.dump(payload, f, indent=1)
 
@@ -167,6 +233,8 @@ def load_split(path: str | os.PathLike, frames: LabeledFrames) -> dict[str, list
     lookup = {p: i for i, p in enumerate(frames.image_paths)}
     split: dict[str, list[int]] = {}
     for name, paths in payload.items():
+        if name == "image_sizes":  # recorded image sizes, checked by keyhead.data.checks.check_recorded_sizes
+            continue
         missing = [p for p in paths if p not in lookup]
         if missing:
             raise KeyheadError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from keyhead.decoders.functional import (
     activate,
     argmax_subpixel,
+    calibrated_maxima,
     cells_to_pixels,
     pixels_to_cells,
     soft_argmax,
@@ -18,10 +19,12 @@ DECODERS.register("argmax")(argmax_subpixel)
 DECODERS.register("soft_argmax")(soft_argmax)
 soft_argmax.takes_logits = True  # a temperature softmax of the logits themselves (FOMM, DSNT)
 DECODERS.register("subpixel_maxima")(subpixel_maxima)
+DECODERS.register("calibrated_maxima")(calibrated_maxima)
 
 __all__ = [
     "activate",
     "argmax_subpixel",
+    "calibrated_maxima",
     "cells_to_pixels",
     "pixels_to_cells",
     "soft_argmax",

@@ -9,20 +9,25 @@ import time
 from pathlib import Path
 
 import lightning as L
+from torch import nn
 
-from keyhead.engine.checkpoint import save_optimizer, save_weights
+from keyhead.engine.checkpoint import save_training_state, save_weights
+from keyhead.engine.sampler import seed_epoch
+from keyhead.errors import KeyheadError
 from keyhead.utils.io import atomic_write
 
 
 class FreezeBackbone(L.Callback):
-    """Train only the head (and a stem adapted for grayscale input) for the first ``epochs`` epochs.
+    """Train only the head (and, with ``train_stem``, the backbone's first convolution) for the first ``epochs``.
 
-    While frozen, the backbone's BatchNorm layers stay in eval mode so their statistics keep the
+    Seed 001's two-stage transfer: a grayscale stem and a new output layer adapt first, then everything is
+    fine-tuned. While frozen, the backbone's BatchNorm layers stay in eval mode so their statistics keep the
     pretrained values.
     """
 
-    def __init__(self, epochs: int) -> None:
+    def __init__(self, epochs: int, train_stem: bool = False) -> None:
         self.epochs = epochs
+        self.train_stem = train_stem
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         frozen = pl_module.epoch < self.epochs
@@ -31,54 +36,101 @@ class FreezeBackbone(L.Callback):
             p.requires_grad_(not frozen)
         if frozen:
             backbone.eval()
+            if self.train_stem:
+                for p in stem_conv(backbone).parameters():
+                    p.requires_grad_(True)
+
+
+def stem_conv(backbone: nn.Module) -> nn.Conv2d:
+    """The backbone's first convolution (the one that reads the image: ResNet ``conv1``, a ViT's patch embedding)."""
+    for m in backbone.modules():
+        if isinstance(m, nn.Conv2d):
+            return m
+    raise KeyheadError(f"{type(backbone).__name__} has no convolution; set train.train_stem_while_frozen: false")
 
 
 class AugmentEpoch(L.Callback):
-    """Tells the training dataset which epoch it is, so each epoch draws new, reproducible augmentations."""
+    """Tells the training dataset which epoch it is and seeds torch / NumPy / random from (seed, epoch), so each
+    epoch draws new augmentations and dropout masks that depend on nothing else (an exact ``--resume``).
+    """
 
     def __init__(self, dataset) -> None:
         self.dataset = dataset
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.dataset.epoch = pl_module.epoch
+        seed_epoch(self.dataset.seed, pl_module.epoch)
 
 
 class RunWriter(L.Callback):
-    """Writes ``model.safetensors`` (best on the monitored metric), ``last.safetensors`` + optimizer state,
-    ``state.json`` (epoch, best score) and ``history.csv`` (one row per epoch), all atomically.
+    """Keeps the best score and the early-stopping count, and writes the run's per-epoch files atomically.
+
+    In order: ``model.safetensors`` (when the monitored metric improved), ``history.csv`` (one row per epoch), then
+    ``last.safetensors`` (weights, optimizer state, epoch, best, early-stopping count: the resume checkpoint, one
+    atomic rename) and ``state.json`` (a readable copy of that state). Every DDP process keeps the counts, so all of
+    them stop together; only global rank 0 writes.
+
+    Args:
+        run_dir: the run folder.
+        monitor: the metric to keep the best weights by (``train_loss`` when the run has no validation frames).
+        best: best score so far (when resuming).
+        history: history rows so far (when resuming).
+        patience: stop after this many validations without improvement (0: never).
+        wait: validations without improvement so far (when resuming).
     """
 
-    def __init__(self, run_dir: Path, monitor: str = "val_pixel_error", best: float = math.inf, history=None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        monitor: str = "val_pixel_error",
+        best: float = math.inf,
+        history=None,
+        patience: int = 0,
+        wait: int = 0,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.monitor = monitor
         self.best = best
         self.history: list[dict] = list(history or [])
+        self.patience = patience
+        self.wait = wait
         self._t0 = time.perf_counter()
         self._elapsed0 = float(self.history[-1]["elapsed_s"]) if self.history else 0.0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        epoch = pl_module.epoch
+        has_val = getattr(trainer, "val_dataloaders", None) is not None
+        validated = has_val and (epoch + 1) % (trainer.check_val_every_n_epoch or 1) == 0
         row = {
-            "epoch": pl_module.epoch,
+            "epoch": epoch,
             "train_loss": m.get("train_loss", math.nan),
-            "val_loss": m.get("val_loss", math.nan),
-            "val_pixel_error": m.get("val_pixel_error", math.nan),
+            "val_loss": m.get("val_loss", math.nan) if validated else math.nan,
+            "val_pixel_error": m.get("val_pixel_error", math.nan) if validated else math.nan,
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "elapsed_s": round(self._elapsed0 + time.perf_counter() - self._t0, 2),
         }
         self.history.append(row)
-        score = m.get(self.monitor, m.get("train_loss", math.nan))
-        if math.isfinite(score) and score < self.best:
-            self.best = score
-            save_weights(pl_module.model, self.run_dir / "model.safetensors", {"epoch": str(row["epoch"])})
-        save_weights(pl_module.model, self.run_dir / "last.safetensors", {"epoch": str(row["epoch"])})
-        save_optimizer(trainer.optimizers[0], self.run_dir / "last_optimizer.safetensors")
+        score = row.get(self.monitor, math.nan) if has_val else row["train_loss"]
+        improved = math.isfinite(score) and score < self.best
+        if improved:
+            self.best, self.wait = score, 0
+        elif math.isfinite(score):
+            self.wait += 1
+        if self.patience and self.wait >= self.patience:
+            trainer.should_stop = True
+        if not trainer.is_global_zero:
+            return
+        if improved:
+            save_weights(pl_module.model, self.run_dir / "model.safetensors", {"epoch": str(epoch)})
         with atomic_write(self.run_dir / "history.csv", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(row))
             w.writeheader()
             w.writerows(self.history)
+        state = {"epoch": epoch, "best": self.best, "monitor": self.monitor, "wait": self.wait}
+        save_training_state(pl_module.model, trainer.optimizers[0], self.run_dir / "last.safetensors", state)
         with atomic_write(self.run_dir / "state.json") as f:
-            json.dump({"epoch": row["epoch"], "best": self.best, "monitor": self.monitor}, f)
+            json.dump(state, f)
 
 
 def read_history(run_dir: Path) -> list[dict]:

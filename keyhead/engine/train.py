@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -14,13 +15,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from keyhead.config import RunConfig, load_config, save_config
+from keyhead.data.checks import check_images, check_recorded_sizes, image_sizes
+from keyhead.data.context import model_offsets
 from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, make_split, save_split
+from keyhead.data.face import apply_crop
 from keyhead.data.formats import load_labels, validate_frames
-from keyhead.engine.callbacks import AugmentEpoch, FreezeBackbone, RunWriter, read_history
+from keyhead.engine.callbacks import AugmentEpoch, FreezeBackbone, RunWriter
 from keyhead.engine.checkpoint import load_weights
 from keyhead.engine.module import KeypointModule
+from keyhead.engine.resume import RUN_DIR_ENV, optimizer_file, read_resume_state, start_at_epoch, trainer_kwargs
+from keyhead.engine.sampler import EpochBatchSampler, launched_rank
+from keyhead.engine.semi import setup_semi
 from keyhead.errors import KeyheadError
 from keyhead.run import check_components, flip_pair_indices, labelled_rows, model_from_config, select_keypoints
+from keyhead.tta import save_flip_pairs
 from keyhead.types import LabeledFrames
 from keyhead.utils.io import atomic_write
 
@@ -52,21 +60,48 @@ def prepare_data(cfg: RunConfig) -> tuple[LabeledFrames, list[tuple[int, int]]]:
         raise KeyheadError("data.path is not set; point it at your labels (e.g. data.path=path/to/project)")
     frames = select_keypoints(load_labels(cfg.data.path), cfg.data.keypoints)
     validate_frames(frames)
+    frames, _ = check_images(frames)  # unreadable images, out-of-image points, changed images (keyhead.data.checks)
     keep = labelled_rows(frames)
     if len(keep) < len(frames):
         log.warning("%d of %d frames have no labelled keypoint and are left out", len(frames) - len(keep), len(frames))
         frames = frames.subset(keep)
+    frames = apply_crop(frames, cfg.data.crop)
     flips = flip_pair_indices(frames, cfg.data.flip_pairs)
     if cfg.augment.enabled and cfg.augment.hflip > 0 and not flips:
         log.warning("augment.hflip > 0 but no data.flip_pairs: left/right keypoints will not be swapped on flips")
     return frames, flips
 
 
+def initial_split(cfg: RunConfig, frames: LabeledFrames) -> dict[str, list[int]]:
+    """The split of a new run: ``data.split_file`` when given (the same split for several runs), else random."""
+    if not cfg.data.split_file:
+        return make_split(len(frames), cfg.data.split, cfg.data.split_seed)
+    if not Path(cfg.data.split_file).is_file():
+        raise KeyheadError(f"data.split_file={cfg.data.split_file!r} does not exist; pass a split.json of a run")
+    split = load_split(cfg.data.split_file, frames)
+    split = {name: split.get(name, []) for name in ("train", "val", "test")}
+    if not split["train"]:
+        raise KeyheadError(f"data.split_file={cfg.data.split_file!r} has no 'train' images; list some")
+    return split
+
+
 def make_loaders(
-    cfg: RunConfig, frames: LabeledFrames, split: dict[str, list[int]], flips: list[tuple[int, int]]
+    cfg: RunConfig,
+    frames: LabeledFrames,
+    split: dict[str, list[int]],
+    flips: list[tuple[int, int]],
+    context_offsets: list[int] | None = None,
 ) -> tuple[KeypointDataset, DataLoader, DataLoader | None]:
     cache = ImageCache(frames, cfg.data.in_channels, cfg.data.cache_max_side)
-    common = dict(cache=cache, in_channels=cfg.data.in_channels, flip_pairs=flips, seed=cfg.train.seed)
+    common = dict(
+        cache=cache,
+        in_channels=cfg.data.in_channels,
+        flip_pairs=flips,
+        seed=cfg.train.seed,
+        crop_margin=cfg.data.crop_margin,
+        context_offsets=context_offsets,
+        context_video=cfg.data.context_video,
+    )
     train_ds = KeypointDataset(frames, cfg.data.input_size, cfg.augment, indices=split["train"], **common)
     val_ds = (
         KeypointDataset(frames, cfg.data.input_size, None, indices=split["val"], **common) if split["val"] else None
@@ -75,10 +110,7 @@ def make_loaders(
     loader_kw = dict(num_workers=workers, persistent_workers=workers > 0)
     train_dl = DataLoader(
         train_ds,
-        batch_size=min(cfg.train.batch_size, len(train_ds)),
-        shuffle=True,
-        drop_last=len(train_ds) > cfg.train.batch_size,
-        generator=torch.Generator().manual_seed(cfg.train.seed),
+        batch_sampler=EpochBatchSampler(len(train_ds), cfg.train.batch_size, cfg.train.seed),
         **loader_kw,
     )
     val_dl = DataLoader(val_ds, batch_size=cfg.train.batch_size, **loader_kw) if val_ds is not None else None
@@ -101,14 +133,11 @@ def train(
         progress: show progress bars.
         evaluate_after: evaluate every split with the best weights and write plots when done.
     """
-    start_epoch, history, best = 0, [], float("inf")
+    start_epoch, history, best, wait = 0, [], float("inf"), 0
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file() or not (run_dir / "state.json").is_file():
-            raise KeyheadError(f"{run_dir} has no config.yaml/state.json: not a run folder that can be resumed")
+        start_epoch, best, wait, history = read_resume_state(run_dir)
         cfg = load_config(run_dir / "config.yaml", overrides)
-        state = json.loads((run_dir / "state.json").read_text())
-        start_epoch, best, history = state["epoch"] + 1, state["best"], read_history(run_dir)
     elif not isinstance(cfg, RunConfig):
         cfg = load_config(cfg, overrides)
     check_components(cfg)
@@ -118,43 +147,51 @@ def train(
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
 
     frames, flips = prepare_data(cfg)
-    if resume is None:
+    model = model_from_config(cfg, frames.keypoint_names, pretrained=False if resume else None)
+    model.use_channels_last(cfg.train.channels_last)
+    ddp_child = launched_rank() > 0 and RUN_DIR_ENV in os.environ
+    if ddp_child:  # a DDP process started by rank 0: it trains in rank 0's run folder and writes nothing
+        run_dir = Path(os.environ[RUN_DIR_ENV])
+        split = load_split(run_dir / "split.json", frames)
+    elif resume is None:
+        split = initial_split(cfg, frames)
         run_dir = new_run_dir(cfg)
-        split = make_split(len(frames), cfg.data.split, cfg.data.split_seed)
         save_config(cfg, run_dir / "config.yaml")
-        save_split(split, frames, run_dir / "split.json")
+        save_split(split, frames, run_dir / "split.json", image_sizes(frames))
         with atomic_write(run_dir / "keypoints.txt") as f:
             f.write("\n".join(frames.keypoint_names) + "\n")
         with atomic_write(run_dir / "skeleton.json") as f:
             json.dump([list(pair) for pair in frames.skeleton], f)
+        save_flip_pairs(run_dir, frames.keypoint_names, flips)
     else:
         split = load_split(run_dir / "split.json", frames)
+        recorded = json.loads((run_dir / "split.json").read_text()).get("image_sizes", {})
+        check_recorded_sizes(recorded, frames, image_sizes(frames), run_dir)
     device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda") else "cpu"
     print(
         f"run folder: {run_dir}  ({len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test "
         f"frames, {frames.num_keypoints} keypoints, {device})"
     )
 
-    model = model_from_config(cfg, frames.keypoint_names, pretrained=False if resume else None)
-    model.use_channels_last(cfg.train.channels_last)
-    optimizer_state = run_dir / "last_optimizer.safetensors" if resume is not None else None
-    module = KeypointModule(model, cfg, start_epoch=start_epoch, optimizer_state=optimizer_state)
+    optimizer_state = optimizer_file(run_dir) if resume is not None else None
+    semi = setup_semi(cfg, frames, split["train"], model, run_dir)
+    module = KeypointModule(model, cfg, start_epoch=start_epoch, optimizer_state=optimizer_state, unsupervised=semi)
     if resume is not None:
         load_weights(model, run_dir / "last.safetensors")
-    train_ds, train_dl, val_dl = make_loaders(cfg, frames, split, flips)
+    train_ds, train_dl, val_dl = make_loaders(cfg, frames, split, flips, model_offsets(model))
     remaining = cfg.train.epochs - start_epoch
+    patience = cfg.train.early_stopping_patience if val_dl is not None else 0
+    if patience and wait >= patience:
+        remaining = 0  # the run had already stopped early
     if remaining > 0:
-        callbacks: list[L.Callback] = [AugmentEpoch(train_ds), RunWriter(run_dir, best=best, history=history)]
+        writer = RunWriter(run_dir, best=best, history=history, patience=patience, wait=wait)
+        callbacks: list[L.Callback] = [AugmentEpoch(train_ds), writer]
         if cfg.train.freeze_backbone_epochs:
-            callbacks.append(FreezeBackbone(cfg.train.freeze_backbone_epochs))
-        if cfg.train.early_stopping_patience and val_dl is not None:
-            callbacks.append(
-                L.pytorch.callbacks.EarlyStopping("val_pixel_error", patience=cfg.train.early_stopping_patience)
-            )
+            callbacks.append(FreezeBackbone(cfg.train.freeze_backbone_epochs, cfg.train.train_stem_while_frozen))
         if progress:
             callbacks.append(L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1))
         trainer = L.Trainer(
-            max_epochs=remaining,
+            max_epochs=cfg.train.epochs,
             max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
             accelerator=cfg.train.accelerator,
             devices=cfg.train.devices,
@@ -166,14 +203,36 @@ def train(
             enable_progress_bar=progress,
             enable_model_summary=False,
             callbacks=callbacks,
-            deterministic="warn",
             log_every_n_steps=1,
+            **trainer_kwargs(cfg),
         )
+        start_at_epoch(trainer, start_epoch)
+        os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
         t0 = time.perf_counter()
-        trainer.fit(module, train_dl, val_dl)
-        print(f"trained {trainer.current_epoch} epochs in {time.perf_counter() - t0:.1f} s")
+        try:
+            trainer.fit(module, train_dl, val_dl)
+        except SystemExit:  # Lightning's answer to Ctrl-C: shut down cleanly, then exit
+            if not trainer.interrupted:
+                raise
+            saved = "finished epochs are saved" if (run_dir / "last.safetensors").is_file() else "no epoch finished"
+            print(f"keyhead: interrupted; {saved}; continue with: keyhead train --resume {run_dir}", file=sys.stderr)
+            sys.exit(130)
+        if trainer.global_rank != 0:
+            return run_dir
+        print(f"trained {trainer.current_epoch - start_epoch} epochs in {time.perf_counter() - t0:.1f} s")
     if evaluate_after:
         from keyhead.evaluate import evaluate_run
 
         evaluate_run(run_dir, frames=frames, progress=progress, cache=train_ds.cache)
+        write_run_report(run_dir)
     return run_dir
+
+
+def write_run_report(run_dir: Path) -> None:
+    """``report.html`` at the end of training; a report problem is a warning, never a failed training run."""
+    try:
+        from keyhead.report.html import write_report
+
+        print(f"report: {write_report(run_dir)}")
+    except Exception as exc:  # noqa: BLE001  (the weights and metrics are already saved)
+        log.warning("could not write the HTML report (%s: %s); run keyhead report %s", type(exc).__name__, exc, run_dir)

@@ -94,6 +94,15 @@ def pixels_to_fomm(xy: Tensor, heatmap_size: tuple[int, int], stride: int, offse
     return ((xy + 0.5) / stride - 0.5 - offset) / size * 2 - 1
 
 
+def _conv7(in_channels: int, out_channels: int, pad: int, separable: bool) -> nn.Module:
+    if separable:
+        return nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, 7, padding=pad, groups=in_channels, bias=False),
+            nn.Conv2d(in_channels, out_channels, 1),
+        )
+    return nn.Conv2d(in_channels, out_channels, kernel_size=(7, 7), padding=pad)
+
+
 class Gaussian2Kp(nn.Module):
     """Temperature softmax then :func:`gaussian2kp`: logits (B, K, h, w) -> (heatmap, value (B, K, 2) in [-1, 1])."""
 
@@ -129,6 +138,8 @@ class FommKPHead(nn.Module):
         estimate_jacobian: build the Jacobian convolution.
         single_jacobian_map: one Jacobian map shared by all keypoints instead of one per keypoint.
         downsample_factor: keyhead's heatmap stride setting; must equal log2 of the feature stride if given.
+        separable: depthwise 7x7 + pointwise 1x1 instead of the full 7x7 keypoint and Jacobian convolutions (a light
+            student for ``keyhead compress``; the Jacobian's pointwise layer keeps the identity initialisation).
 
     Shapes:
         features[-1]: (B, C, H/s, W/s) -> logits (B, K, H/s - 2 * cell_offset, W/s - 2 * cell_offset).
@@ -145,6 +156,7 @@ class FommKPHead(nn.Module):
         estimate_jacobian: bool = True,
         single_jacobian_map: bool = False,
         downsample_factor: int | None = None,
+        separable: bool = False,
     ) -> None:
         super().__init__()
         last = feature_info[-1]
@@ -162,26 +174,33 @@ class FommKPHead(nn.Module):
         self.stride = last.stride
         self.pad = pad
         self.cell_offset = 7 // 2 - pad
-        self.kp = nn.Conv2d(last.channels, num_keypoints, kernel_size=(7, 7), padding=pad)
+        self.separable = separable
+        self.kp = _conv7(last.channels, num_keypoints, pad, separable)
         self.keypoints = Gaussian2Kp(temperature)
         self.single_jacobian_map = single_jacobian_map
         if estimate_jacobian:
             self.num_jacobian_maps = 1 if single_jacobian_map else num_keypoints
-            self.jacobian: nn.Conv2d | None = nn.Conv2d(
-                last.channels, 4 * self.num_jacobian_maps, kernel_size=(7, 7), padding=pad
-            )
-            nn.init.zeros_(self.jacobian.weight)
+            self.jacobian: nn.Module | None = _conv7(last.channels, 4 * self.num_jacobian_maps, pad, separable)
+            last_conv = self.jacobian[-1] if separable else self.jacobian
+            nn.init.zeros_(last_conv.weight)
             with torch.no_grad():
-                self.jacobian.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0] * self.num_jacobian_maps))
+                last_conv.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0] * self.num_jacobian_maps))
             self.jacobian_pool: JacobianPool | None = JacobianPool()
         else:
             self.num_jacobian_maps = 0
             self.jacobian = None
             self.jacobian_pool = None
 
+    default_decoder = "soft_argmax"  # create_model's decoder when the config names none: FOMM's gaussian2kp
+
     @property
     def temperature(self) -> float:
         return self.keypoints.temperature
+
+    @property
+    def default_decoder_kwargs(self) -> dict[str, float]:
+        """The soft-argmax at the head's own temperature, so decoding equals ``fomm_outputs``' keypoints."""
+        return {"temperature": self.temperature}
 
     def forward(self, features: list[Tensor]) -> Tensor:
         return self.kp(features[-1])
@@ -211,5 +230,5 @@ class FommKPHead(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_keypoints={self.num_keypoints}, temperature={self.temperature}, pad={self.pad}, "
-            f"num_jacobian_maps={self.num_jacobian_maps}"
+            f"num_jacobian_maps={self.num_jacobian_maps}, separable={self.separable}"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,3 +50,23 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Ite
         yield f
         f.flush()
         os.fsync(f.fileno())
+
+
+_TEMPORARY = re.compile(r"^\.(?P<stem>.+)\.[A-Za-z0-9_]{8}(?P<suffix>\.[^.]*)?$")
+
+
+def remove_partial_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files ``atomic_path`` left in ``folder`` when its process was killed (``kill -9``).
+
+    Only names of the form ``.<stem>.<8 random characters><suffix>`` directly in ``folder`` are removed; call it only
+    when no other process is writing there (e.g. before resuming a run).
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    for p in Path(folder).iterdir():
+        if p.is_file() and _TEMPORARY.match(p.name):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

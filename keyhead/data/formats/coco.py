@@ -57,7 +57,15 @@ def _pick_category(data: dict, path: Path, category: str | int | None) -> tuple[
     ``category`` (a name or id) picks one; else the only category with keypoint names, or all of them when they
     share one layout (AP-10K and Animal Kingdom list one category per species with identical keypoints).
     """
-    categories = [c for c in data.get("categories") or [] if isinstance(c, dict)]
+    listed = data.get("categories")
+    categories = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+    for c in categories:
+        for key in ("keypoints", "skeleton"):
+            if c.get(key) is not None and not isinstance(c[key], list):
+                raise KeyheadError(
+                    f"{path}: category {c.get('name', c.get('id'))!r}: {key!r} must be a list, "
+                    f"got {type(c[key]).__name__}; fix the categories entry"
+                )
     if category is not None:
         chosen = [c for c in categories if category in (c.get("name"), c.get("id"))]
         if not chosen:
@@ -147,8 +155,11 @@ def read_coco(
     paths, keypoints, visibility, boxes = [], [], [], []
     for a in annotations:
         where = f"{path}, annotation id {a.get('id')}"
+        raw = a.get("keypoints") or []
         try:
-            values = np.asarray(a.get("keypoints") or [], dtype=np.float64)
+            if not isinstance(raw, list):
+                raise TypeError
+            values = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError):
             raise KeyheadError(f"{where}: keypoints must be a list of numbers [x, y, v, ...]") from None
         if values.shape != (3 * k,) and len(values):

@@ -135,8 +135,10 @@ def _h5_table(path: Path) -> _Table:
     try:
         data = pd.read_hdf(path)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]  # HDF5 prints a C back trace first
+        reason = lines[-1] if lines else type(e).__name__
         raise KeyheadError(
-            f"{path}: not a readable pandas HDF5 label table ({e}); export it again from DeepLabCut"
+            f"{path}: not a readable pandas HDF5 label table ({reason}); export it again from DeepLabCut"
         ) from None
     if not isinstance(data, pd.DataFrame):
         raise KeyheadError(f"{path}: holds a {type(data).__name__}, not a DataFrame; export it again from DeepLabCut")
@@ -325,7 +327,8 @@ def _load_config(path: Path) -> dict:
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise KeyheadError(f"{path}: not valid YAML ({e}); fix the file or recreate it with DeepLabCut") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KeyheadError(f"{path}: not valid YAML ({reason}); fix the file or recreate it with DeepLabCut") from None
     if not isinstance(config, dict):
         raise KeyheadError(f"{path}: expected a YAML mapping with scorer, bodyparts and skeleton")
     return config

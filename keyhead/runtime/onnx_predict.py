@@ -1,0 +1,238 @@
+"""Predict with an exported ONNX model (``keyhead export``) using onnxruntime, NumPy and OpenCV only, no torch.
+
+Preprocessing follows the sidecar ``<model>.onnx.json`` and matches keyhead's own evaluation path: the whole image
+is resized to the model input with one affine matrix (pixel centres at integer coordinates), scaled to [0, 1], and
+the predicted keypoints are mapped back to original-image pixels with the inverse matrix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from keyhead.errors import KeyheadError
+from keyhead.utils.io import atomic_path, atomic_write
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+PRED = (40, 40, 230)  # BGR red, as keyhead's overlays (prediction red)
+
+
+def resolve_onnx(run_or_onnx: str | os.PathLike) -> Path:
+    """A ``.onnx`` file as given, or ``RUN_DIR/model.onnx`` for a run folder.
+
+    Raises:
+        KeyheadError: no such file, or a run folder that was not exported yet.
+    """
+    path = Path(run_or_onnx)
+    if path.is_dir():
+        path = path / "model.onnx"
+        if not path.is_file():
+            raise KeyheadError(
+                f"{path} does not exist; export the run first: keyhead export {run_or_onnx} --format onnx"
+            )
+    elif not path.is_file():
+        raise KeyheadError(f"{path} does not exist; pass a run folder or a .onnx file from `keyhead export`")
+    elif path.suffix.lower() != ".onnx":
+        raise KeyheadError(f"{path}: --runtime onnx needs a run folder or a .onnx file from `keyhead export`")
+    return path
+
+
+def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+    """(H, W, C) uint8 RGB (C=3) or gray (C=1); a clear error for missing or undecodable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise KeyheadError(f"image {path} does not exist")
+    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flag)
+    if img is None:
+        raise KeyheadError(f"image {path} could not be decoded (corrupt or not an image); replace or remove it")
+    return img[..., None] if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def resize_matrix(src_wh: tuple[float, float], dst_wh: tuple[float, float]) -> np.ndarray:
+    """3x3 matrix of a resize from ``src_wh`` to ``dst_wh``: x -> (x + 0.5) * s - 0.5."""
+    sx, sy = dst_wh[0] / src_wh[0], dst_wh[1] / src_wh[1]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=np.float64)
+
+
+class OnnxKeypointModel:
+    """An exported keyhead model run by onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file (its sidecar ``<path>.json`` must sit beside it) or a run folder.
+        threads: onnxruntime intra-op threads (default: onnxruntime's).
+
+    Example:
+        >>> model = OnnxKeypointModel("runs/heatmap_lite0/model.onnx")  # doctest: +SKIP
+        >>> xy, conf = model.predict([image])  # (1, K, 2) original pixels, (1, K)  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = resolve_onnx(path)
+        side = Path(str(self.path) + ".json")
+        if not side.is_file():
+            raise KeyheadError(f"{side} is missing; export again with keyhead export RUN_DIR --format onnx")
+        try:
+            self.meta = json.loads(side.read_text(encoding="utf-8"))
+            spec = self.meta["input"]
+            self.input_size = (int(spec["height"]), int(spec["width"]))
+            self.channels = int(spec["channels"])
+            self.keypoint_names = [str(n) for n in self.meta["keypoint_names"]]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise KeyheadError(f"{side}: not a keyhead ONNX sidecar ({exc}); export the run again") from None
+        self.skeleton = [(str(a), str(b)) for a, b in self.meta.get("skeleton", [])]
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, C) uint8 image -> ((C, h, w) float32 in [0, 1], 3x3 original -> input matrix)."""
+        h, w = self.input_size
+        m = resize_matrix((image.shape[1], image.shape[0]), (w, h))
+        out = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        out = out[..., None] if out.ndim == 2 else out
+        return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32) / 255.0, m
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The raw graph: (B, C, h, w) float32 in [0, 1] -> (xy (B, K, 2) input pixels, confidence (B, K))."""
+        xy, conf = self.session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})
+        return xy, conf
+
+    def predict(self, images: list[np.ndarray], batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints of (H, W, C) uint8 images of any sizes.
+
+        Returns:
+            xy (N, K, 2) (x, y) in original-image pixels, confidence (N, K).
+        """
+        k = len(self.keypoint_names)
+        xs, cs = [np.zeros((0, k, 2), np.float32)], [np.zeros((0, k), np.float32)]
+        for start in range(0, len(images), batch_size):
+            pairs = [self.preprocess(img) for img in images[start : start + batch_size]]
+            xy, conf = self.run(np.stack([p[0] for p in pairs]))
+            inv = np.stack([np.linalg.inv(p[1]) for p in pairs])
+            xy = np.einsum("bij,bkj->bki", inv[:, :2, :2], xy.astype(np.float64)) + inv[:, None, :2, 2]
+            xs.append(xy.astype(np.float32))
+            cs.append(conf.astype(np.float32))
+        return np.concatenate(xs), np.concatenate(cs)
+
+
+def collect_images(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Image files named directly or found (non-recursively) in folders, sorted, without duplicates."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise KeyheadError(f"{p}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) for --runtime onnx")
+            found.append(p)
+        else:
+            raise KeyheadError(f"{p} does not exist")
+    unique = list(dict.fromkeys(q.resolve() for q in found))
+    if not unique:
+        raise KeyheadError(f"no images found in {', '.join(str(i) for i in inputs)}")
+    return unique
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v)) if np.isfinite(v) else ""
+
+
+def write_predictions_csv(
+    path: str | os.PathLike,
+    rows: list[str],
+    names: list[str],
+    xy: np.ndarray,
+    confidence: np.ndarray,
+    scorer: str = "keyhead",
+) -> Path:
+    """A DeepLabCut prediction table (scorer / bodyparts / coords rows; x, y, likelihood), written atomically."""
+    header = [
+        ["scorer"] + [scorer] * (3 * len(names)),
+        ["bodyparts"] + [n for n in names for _ in range(3)],
+        ["coords"] + ["x", "y", "likelihood"] * len(names),
+    ]
+    with atomic_write(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerows(header)
+        for i, row in enumerate(rows):
+            writer.writerow(
+                [row] + [_fmt(v) for j in range(len(names)) for v in (xy[i, j, 0], xy[i, j, 1], confidence[i, j])]
+            )
+    return Path(path)
+
+
+def draw_predictions(
+    image: np.ndarray, xy: np.ndarray, confidence: np.ndarray, threshold: float, skeleton: list[tuple[int, int]]
+) -> np.ndarray:
+    """BGR overlay of one image: predictions red, hollow below ``threshold``, skeleton lines."""
+    img = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.shape[-1] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    r = max(2, round(max(img.shape[:2]) / 150))
+    scale = 16
+
+    def pt(p: np.ndarray) -> tuple[int, int]:
+        return int(round(p[0] * scale)), int(round(p[1] * scale))
+
+    for a, b in skeleton:
+        if np.isfinite(xy[a]).all() and np.isfinite(xy[b]).all():
+            cv2.line(img, pt(xy[a]), pt(xy[b]), PRED, 1, cv2.LINE_AA, 4)
+    for j, p in enumerate(xy):
+        if np.isfinite(p).all():
+            cv2.circle(img, pt(p), r * scale, PRED, -1 if confidence[j] >= threshold else 1, cv2.LINE_AA, 4)
+    return img
+
+
+def predict_images_onnx(
+    model_path: str | os.PathLike,
+    inputs: list[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    overlays: bool = True,
+    threshold: float = 0.5,
+    batch_size: int = 16,
+) -> Path:
+    """``keyhead predict --runtime onnx``: ``predictions.csv`` (x, y, likelihood) and ``overlays/``, no torch.
+
+    Args:
+        model_path: a run folder holding ``model.onnx`` or the ``.onnx`` file.
+        inputs: images or folders of images.
+        out_dir: output folder (default: ``predictions/`` beside the ``.onnx`` file).
+        overlays: also draw the predictions on each image.
+        threshold: confidence below which points are drawn hollow.
+        batch_size: images per onnxruntime call.
+
+    Returns:
+        The output folder.
+    """
+    model = OnnxKeypointModel(model_path)
+    images = collect_images(inputs)
+    root = Path(os.path.commonpath([str(p.parent) for p in images]))
+    rows = [p.relative_to(root).as_posix() for p in images]
+    out = Path(out_dir) if out_dir is not None else model.path.parent / "predictions"
+    lookup = {n: i for i, n in enumerate(model.keypoint_names)}
+    skeleton = [(lookup[a], lookup[b]) for a, b in model.skeleton if a in lookup and b in lookup]
+    xy_all, conf_all = [], []
+    for start in range(0, len(images), batch_size):
+        chunk = [read_image(p, model.channels) for p in images[start : start + batch_size]]
+        xy, conf = model.predict(chunk, batch_size)
+        xy_all.append(xy)
+        conf_all.append(conf)
+        if overlays:
+            (out / "overlays").mkdir(parents=True, exist_ok=True)
+            for row, img, p_xy, p_conf in zip(rows[start:], chunk, xy, conf, strict=False):
+                target = out / "overlays" / (row.replace("/", "__").rsplit(".", 1)[0] + ".png")
+                with atomic_path(target) as tmp:
+                    cv2.imwrite(str(tmp), draw_predictions(img, p_xy, p_conf, threshold, skeleton))
+    csv_path = write_predictions_csv(
+        out / "predictions.csv", rows, model.keypoint_names, np.concatenate(xy_all), np.concatenate(conf_all)
+    )
+    print(f"predicted {len(images)} images with onnxruntime -> {csv_path}")
+    return out

@@ -1,0 +1,72 @@
+"""Seed 001's two-stage transfer schedule: first only the new stem and head train, then everything."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import keyhead
+from keyhead.config import load_config
+from keyhead.engine.callbacks import FreezeBackbone, stem_conv
+
+
+def _trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize(
+    "backbone,kwargs,stem",
+    [
+        ("resnet18", {}, "backbone.model.conv1"),
+        ("dino_vits16", {"depth": 1, "embed_dim": 32, "num_heads": 2}, "backbone.vit.patch_embed.proj"),
+    ],
+    ids=["resnet18", "vit"],
+)
+def test_stage_one_trains_only_stem_and_head_then_everything(backbone: str, kwargs: dict, stem: str):
+    torch.manual_seed(0)
+    model = keyhead.create_model(
+        num_keypoints=3,
+        backbone=backbone,
+        backbone_kwargs=kwargs,
+        head="regression",
+        loss="smooth_l1",
+        in_channels=1,
+        input_size=(64, 64),
+    )
+    head = {n for n, _ in model.named_parameters() if n.startswith("head.")}
+    stem_params = {f"{stem}.{p}" for p, _ in stem_conv(model.backbone).named_parameters()}
+    assert stem_params and all(n in dict(model.named_parameters()) for n in stem_params)
+    callback = FreezeBackbone(epochs=2, train_stem=True)
+    module = SimpleNamespace(epoch=0, model=model)
+    model.train()
+    callback.on_train_epoch_start(None, module)
+    assert _trainable(model) == head | stem_params
+    assert not any(m.training for m in model.backbone.modules())  # frozen BatchNorm keeps its statistics
+
+    # one optimiser step moves the stem and the head only
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    out = model(torch.rand(2, 1, 64, 64))
+    (out["coords"].square().sum() + out["log_scale"].sum()).backward()
+    opt.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == head | stem_params
+
+    module.epoch = 2
+    model.train()
+    callback.on_train_epoch_start(None, module)
+    assert _trainable(model) == set(dict(model.named_parameters()))
+
+
+def test_without_stem_only_the_head_trains():
+    model = keyhead.create_model(num_keypoints=3, backbone="tiny", head="regression", loss="smooth_l1")
+    FreezeBackbone(epochs=1).on_train_epoch_start(None, SimpleNamespace(epoch=0, model=model))
+    assert _trainable(model) == {n for n, _ in model.named_parameters() if n.startswith("head.")}
+
+
+def test_face_resnet18_template_asks_for_the_two_stage_schedule():
+    cfg = load_config(keyhead.config.template_dir() / "face_resnet18.yaml")
+    assert cfg.train.freeze_backbone_epochs == 5 and cfg.train.train_stem_while_frozen
+    assert cfg.train.milestones == [10, 20] and cfg.train.gamma == 0.5
