@@ -323,7 +323,7 @@ def fomm_train(
     scale_factor: Annotated[float, typer.Option(help="anti-alias downsampling before the hourglass")] = 0.25,
     generator_size: Annotated[int, typer.Option(help="side of the generator's reconstruction")] = 64,
     batch_size: Annotated[int, typer.Option()] = 8,
-    lr: Annotated[float, typer.Option()] = 2e-4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (FOMM: 2e-4)")] = 5e-4,
     max_frames: Annotated[int | None, typer.Option(help="use at most this many frames, evenly spaced")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,

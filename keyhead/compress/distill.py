@@ -11,6 +11,7 @@ map's cells and averaged over keypoints and frames.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -84,6 +85,13 @@ def distillation_loss(
     return terms
 
 
+def _schedule(progress: float, warmup: float = 0.05) -> float:
+    """Learning-rate factor at ``progress`` in [0, 1]: linear warm-up, then a cosine to 0."""
+    if progress < warmup:
+        return (progress + 1e-3) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
+
+
 def distill(
     student: FommKPDetector,
     frames: Tensor,
@@ -97,12 +105,14 @@ def distill(
 ) -> list[dict[str, float]]:
     """Fit the student to the teacher's outputs on ``frames`` (uint8 (N, C, H, W)); Adam with cosine decay.
 
+    The learning rate warms up over the first 5 % and then follows a cosine to 0 over the run's progress, the larger
+    of steps done / ``steps`` and time spent / ``max_minutes``, so a run cut by its time budget still anneals.
+
     Returns:
         The history: one row per 25 steps and one for the rest (step, elapsed_s and the mean of every term).
     """
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     temperature = student.model.head.temperature
     student.train()
     history, running, start, done = [], {}, time.perf_counter(), 0
@@ -112,12 +122,16 @@ def distill(
             if max_minutes is not None and time.perf_counter() - start > max_minutes * 60:
                 break
             done = step
+            progress = (step - 1) / steps
+            if max_minutes is not None:
+                progress = max(progress, (time.perf_counter() - start) / (max_minutes * 60))
+            for group in opt.param_groups:
+                group["lr"] = lr * _schedule(progress)
             idx = rng.integers(0, len(frames), batch_size)
             terms = distillation_loss(student(to_model_input(frames[idx])), targets[idx], temperature)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
-            sched.step()
             for k, v in terms.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())
             if step % 25 == 0:
