@@ -24,30 +24,10 @@ from keyhead.report.plots import draw_keypoints, skeleton_indices
 from keyhead.run import load_run, select_keypoints
 from keyhead.tta import run_flip_pairs
 from keyhead.types import LabeledFrames
+from keyhead.utils.files import collect_images
 from keyhead.utils.io import atomic_path
 
 log = logging.getLogger("keyhead")
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def collect_images(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Image files named directly or found (non-recursively) in folders, sorted, without duplicates."""
-    found: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise KeyheadError(f"{p}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}); videos come later")
-            found.append(p)
-        else:
-            raise KeyheadError(f"{p} does not exist")
-    unique = list(dict.fromkeys(q.resolve() for q in found))
-    if not unique:
-        raise KeyheadError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    return unique
 
 
 def _truth_for(images: list[Path], names: list[str]) -> dict[Path, np.ndarray]:

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from keyhead.errors import KeyheadError
+from keyhead.utils.files import collect_images
 from keyhead.utils.io import atomic_path, atomic_write
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 PRED = (40, 40, 230)  # BGR red, as keyhead's overlays (prediction red)
 
 
@@ -124,25 +124,6 @@ class OnnxKeypointModel:
         return np.concatenate(xs), np.concatenate(cs)
 
 
-def collect_images(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Image files named directly or found (non-recursively) in folders, sorted, without duplicates."""
-    found: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise KeyheadError(f"{p}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) for --runtime onnx")
-            found.append(p)
-        else:
-            raise KeyheadError(f"{p} does not exist")
-    unique = list(dict.fromkeys(q.resolve() for q in found))
-    if not unique:
-        raise KeyheadError(f"no images found in {', '.join(str(i) for i in inputs)}")
-    return unique
-
-
 def _fmt(v: float) -> str:
     return repr(float(v)) if np.isfinite(v) else ""
 
@@ -213,7 +194,7 @@ def predict_images_onnx(
         The output folder.
     """
     model = OnnxKeypointModel(model_path)
-    images = collect_images(inputs)
+    images = collect_images(inputs, "; --runtime onnx with a .onnx file predicts images")
     root = Path(os.path.commonpath([str(p.parent) for p in images]))
     rows = [p.relative_to(root).as_posix() for p in images]
     out = Path(out_dir) if out_dir is not None else model.path.parent / "predictions"
