@@ -21,8 +21,31 @@ def mlp(sizes: Sequence[int], activation: str, dropout: float, where: str) -> nn
     return nn.Sequential(*layers)
 
 
+class CoordOutput:
+    """Mixin for heads ending in features (B, D): ``coords`` (B, K, 2) normalised and an optional Laplace ``log_scale``.
+
+    The coordinates start near the image centre (tiny weights, zero bias); the log-scale starts at b = 0.05
+    (confidence 1/e) rather than at an arbitrary scale.
+    """
+
+    def init_coord_output(self, in_features: int, num_keypoints: int, uncertainty: bool = True) -> None:
+        self.coords = nn.Linear(in_features, 2 * num_keypoints)
+        nn.init.zeros_(self.coords.bias)
+        nn.init.normal_(self.coords.weight, std=1e-3)
+        self.log_scale = nn.Linear(in_features, num_keypoints) if uncertainty else None
+        if self.log_scale is not None:
+            nn.init.zeros_(self.log_scale.weight)
+            nn.init.constant_(self.log_scale.bias, math.log(0.05))
+
+    def coord_output(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {"coords": self.coords(z).view(-1, self.num_keypoints, 2)}
+        if self.log_scale is not None:
+            out["log_scale"] = self.log_scale(z)
+        return out
+
+
 @HEADS.register("regression_fc")
-class RegressionFCHead(nn.Module):
+class RegressionFCHead(CoordOutput, nn.Module):
     """Flatten (B, C, h, w) -> dropout -> hidden FC layers -> 2K coordinates in [-1, 1] (+ a Laplace log-scale).
 
     Unlike ``regression`` (global average pooling), every cell of the map keeps its own weights, so the layer
@@ -68,13 +91,7 @@ class RegressionFCHead(nn.Module):
             )
         sizes = [flat, *[int(h) for h in hidden]]
         self.trunk = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), mlp(sizes, activation, dropout, "head"))
-        self.coords = nn.Linear(sizes[-1], 2 * num_keypoints)
-        nn.init.zeros_(self.coords.bias)
-        nn.init.normal_(self.coords.weight, std=1e-3)
-        self.log_scale = nn.Linear(sizes[-1], num_keypoints) if uncertainty else None
-        if self.log_scale is not None:  # start at b = 0.05 (confidence 1/e) rather than at an arbitrary scale
-            nn.init.zeros_(self.log_scale.weight)
-            nn.init.constant_(self.log_scale.bias, math.log(0.05))
+        self.init_coord_output(sizes[-1], num_keypoints, uncertainty)
 
     def forward(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         x = features[-1]
@@ -83,11 +100,7 @@ class RegressionFCHead(nn.Module):
                 f"head 'regression_fc' was built for {self.map_size} feature maps (the model's input size) but got "
                 f"{tuple(x.shape[-2:])}; feed images of the model's data.input_size"
             )
-        z = self.trunk(x)
-        out = {"coords": self.coords(z).view(-1, self.num_keypoints, 2)}
-        if self.log_scale is not None:
-            out["log_scale"] = self.log_scale(z)
-        return out
+        return self.coord_output(self.trunk(x))
 
     def extra_repr(self) -> str:
         return f"num_keypoints={self.num_keypoints}, map_size={self.map_size}, uncertainty={self.log_scale is not None}"

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from keyhead.errors import KeyheadError
-from keyhead.heads.regression_fc import mlp
+from keyhead.heads.regression_fc import CoordOutput, mlp
 from keyhead.registry import HEADS
 
 
@@ -23,7 +23,7 @@ def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 @HEADS.register("vit_flatten")
-class ViTFlattenHead(nn.Module):
+class ViTFlattenHead(CoordOutput, nn.Module):
     """Seed 001's "flatten and regress": all patch tokens (CLS excluded) flattened, FC layers -> 2K coordinates.
 
     Flattening 196 x 384 DINO tokens gives 75,264 inputs; ``token_dim`` first projects every token to a few
@@ -66,13 +66,7 @@ class ViTFlattenHead(nn.Module):
         self.project = nn.Identity() if token_dim is None else nn.Linear(last.channels, width)
         sizes = [width * self.grid[0] * self.grid[1], *[int(h) for h in hidden]]
         self.trunk = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), mlp(sizes, activation, dropout, "head"))
-        self.coords = nn.Linear(sizes[-1], 2 * num_keypoints)
-        nn.init.zeros_(self.coords.bias)
-        nn.init.normal_(self.coords.weight, std=1e-3)
-        self.log_scale = nn.Linear(sizes[-1], num_keypoints) if uncertainty else None
-        if self.log_scale is not None:  # start at b = 0.05 (confidence 1/e) rather than at an arbitrary scale
-            nn.init.zeros_(self.log_scale.weight)
-            nn.init.constant_(self.log_scale.bias, math.log(0.05))
+        self.init_coord_output(sizes[-1], num_keypoints, uncertainty)
 
     def forward(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         x = features[-1]
@@ -81,11 +75,7 @@ class ViTFlattenHead(nn.Module):
                 f"head 'vit_flatten' was built for a {self.grid} token grid (the model's input size) but got "
                 f"{tuple(x.shape[-2:])}; feed images of the model's data.input_size"
             )
-        z = self.trunk(self.project(map_to_tokens(x)))
-        out = {"coords": self.coords(z).view(-1, self.num_keypoints, 2)}
-        if self.log_scale is not None:
-            out["log_scale"] = self.log_scale(z)
-        return out
+        return self.coord_output(self.trunk(self.project(map_to_tokens(x))))
 
     def extra_repr(self) -> str:
         return f"num_keypoints={self.num_keypoints}, grid={self.grid}"
