@@ -29,6 +29,12 @@ class DataConfig(_Section):
     context_video: str | None = Field(
         None, description="video the labelled frames were taken from (context frames for video heads, by frame number)"
     )
+    context_frames: Literal["auto", "frames", "static"] = Field(
+        "auto",
+        description="context windows of video heads: frames (numbered neighbours on disk, else the session video), "
+        "static (the labelled frame repeated; one backbone pass), or auto (frames when they look like consecutive "
+        "video frames or a video is known, else static with a warning)",
+    )
     cache_max_side: int = Field(1024, description="images are cached in memory, downscaled to at most this side")
     nme_normalizer: str = Field(
         "auto",
@@ -80,7 +86,9 @@ class ModelConfig(_Section):
     sigma: float = Field(1.25, gt=0, description="Gaussian target sigma in heatmap cells")
     loss: str = Field("kl", description="kl converges far faster than Lightning Pose's heatmap_mse from the same start")
     decoder: str | None = Field(
-        None, description="None: the head's suggestion (fomm_kp: soft_argmax at its temperature), else subpixel_maxima"
+        None,
+        description="None: the head's suggestion (fomm_kp: soft_argmax at its temperature; mhcrnn: calibrated_maxima), "
+        "else subpixel_maxima",
     )
     decoder_kwargs: dict[str, Any] = Field(default_factory=dict)
 

@@ -118,6 +118,8 @@ def evaluate_frames(
     cache: ImageCache | None = None,
     flip_pairs: Sequence[tuple[int, int]] | None = None,
     crop_margin: float = 0.25,
+    context_frames: str = "auto",
+    context_video: str | None = None,
 ) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics per split and the predictions (original pixels) they came from.
 
@@ -140,6 +142,8 @@ def evaluate_frames(
             indices=idx,
             crop_margin=crop_margin,
             context_offsets=model_offsets(model),
+            context_video=context_video,
+            context_frames=context_frames,
         )
         xy, conf = predict_dataset(model, ds, batch_size, progress, desc=f"evaluate {name}", flip_pairs=flip_pairs)
         sizes = np.array([cache.size(i) for i in idx], dtype=np.float64)
@@ -204,6 +208,8 @@ def evaluate_run(
         cache if data is None else None,
         flip_pairs=flip_pairs,
         crop_margin=cfg.data.crop_margin,
+        context_frames=cfg.data.context_frames,
+        context_video=cfg.data.context_video if data is None else None,
     )
     payload = {
         "run": str(run),

@@ -66,11 +66,19 @@ class KeypointModel(nn.Module):
         return int(getattr(self.head, "context", 1))
 
     def forward(self, x: torch.Tensor) -> Any:
-        """Raw head output. ``x`` is (B, C, H, W), or a frame window (B, T, C, H, W) / (B, V, T, C, H, W)."""
+        """Raw head output. ``x`` is (B, C, H, W), or a frame window (B, T, C, H, W) / (B, V, T, C, H, W).
+
+        A window of one frame (T = 1) given to a video head is a static window: the frame's features are
+        computed once and repeated over the head's window (labelled frames without video context).
+        """
         if x.ndim == 4:
             return self.head(self.features(x))
         lead = x.shape[:-3]
         frames = x.flatten(0, x.ndim - 4)
+        t_dim = x.ndim - 4
+        if x.shape[t_dim] == 1 and self.context > 1:  # a static window: one backbone pass, broadcast to T frames
+            size = (*lead[:t_dim], self.context)
+            return self.head([f.unflatten(0, lead).expand(*size, *f.shape[1:]) for f in self.features(frames)])
         if self.training and not getattr(self.head, "context_grad", True) and torch.is_grad_enabled():
             feats = self._window_features_detached(x)
         else:

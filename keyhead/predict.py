@@ -101,6 +101,7 @@ def predict_images(
         crop_margin=cfg.data.crop_margin,
         context_offsets=model_offsets(model),
         context_video=cfg.data.context_video,
+        context_frames=cfg.data.context_frames,
     )
     flip_pairs = run_flip_pairs(run_dir, model.keypoint_names, cfg.data.flip_pairs) if flip else None
     xy, conf = predict_dataset(model, ds, batch_size, progress, desc="predict", flip_pairs=flip_pairs)

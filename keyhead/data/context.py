@@ -120,6 +120,82 @@ class VideoFrames:
         return self._frames.get(index)
 
 
+def _thumb(path: Path) -> np.ndarray | None:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        return None
+    return cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def neighbour_similarity(root: str | os.PathLike, rels: list[str], sample: int = 24, seed: int = 0) -> float | None:
+    """How much numbered neighbours differ from a labelled frame, relative to unrelated frames of its folder.
+
+    The ratio of the median mean-absolute difference (64x64 grey thumbnails) between a labelled frame and its
+    +-1 neighbours on disk to that between the frame and a random other labelled frame of the same folder.
+    Consecutive video frames give a small ratio (~0.1-0.4); frames that are merely numbered consecutively
+    (e.g. hand-picked frames renamed ``img00..img92``) give ~1. None when no labelled frame has a neighbour.
+    """
+    rng = np.random.default_rng(seed)
+    by_folder: dict[str, list[str]] = {}
+    for rel in rels:
+        by_folder.setdefault(str(Path(rel).parent), []).append(rel)
+    cands = [r for r in rels if frame_number(r) is not None and has_neighbours(root, r)]
+    if not cands:
+        return None
+    near, far = [], []
+    for rel in rng.permutation(cands)[:sample].tolist():
+        others = [o for o in by_folder[str(Path(rel).parent)] if o != rel]
+        paths = [p for p in neighbour_paths(root, rel, [-1, 1]) if p != rel]
+        if not others or not paths:
+            continue
+        a = _thumb(Path(root) / rel)
+        b = _thumb(Path(root) / paths[0])
+        c = _thumb(Path(root) / others[int(rng.integers(len(others)))])
+        if a is None or b is None or c is None:
+            continue
+        near.append(float(np.abs(a - b).mean()))
+        far.append(float(np.abs(a - c).mean()))
+    if not near or np.median(far) <= 0:
+        return None
+    return float(np.median(near) / np.median(far))
+
+
+STATIC_RATIO = 0.7
+
+
+def context_source(
+    root: str | os.PathLike, rels: list[str], mode: str = "auto", video: str | None = None
+) -> tuple[str, str]:
+    """Where a video head's context windows come from: ("frames" | "static", reason).
+
+    ``frames``: numbered neighbours on disk, else the session's video (:meth:`ImageCache.window`).
+    ``static``: the labelled frame alone, broadcast to the window by the model (one backbone pass per sample).
+    ``auto`` picks ``frames`` when ``video`` is given or the neighbours on disk look like consecutive video
+    frames (:func:`neighbour_similarity` below :data:`STATIC_RATIO`) or a session video exists, else ``static``.
+    """
+    if mode in ("frames", "static"):
+        return mode, f"data.context_frames={mode}"
+    if mode != "auto":
+        raise KeyheadError(f"data.context_frames={mode!r}: use auto, frames or static")
+    if video:
+        return "frames", f"data.context_video={video}"
+    ratio = neighbour_similarity(root, rels)
+    if ratio is None and any(frame_number(r) is not None and has_neighbours(root, r) for r in rels):
+        return "frames", "numbered neighbours on disk (too few labelled frames per folder to check them)"
+    if ratio is not None:
+        if ratio < STATIC_RATIO:
+            return "frames", f"numbered neighbours look like consecutive video frames (difference ratio {ratio:.2f})"
+        return "static", (
+            f"the labelled frames are numbered consecutively but their neighbours differ from them as much as "
+            f"unrelated frames do (difference ratio {ratio:.2f} >= {STATIC_RATIO}), so they are not video context"
+        )
+    if any(frame_number(r) is not None and find_video(root, r) is not None for r in rels):
+        return "frames", "context frames are read from the session videos"
+    return "static", "no neighbouring frames on disk and no session video"
+
+
 def model_offsets(model: object) -> list[int] | None:
     """Frame offsets of a model's context window (None for single-frame heads)."""
     head = getattr(model, "head", None)

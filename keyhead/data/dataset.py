@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from keyhead.data.augment import box_matrix, photometric, random_affine, resize_
 from keyhead.errors import KeyheadError
 from keyhead.types import LabeledFrames
 from keyhead.utils.io import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 def read_image(path: str | os.PathLike, in_channels: int = 3) -> np.ndarray:
@@ -120,6 +124,9 @@ class KeypointDataset(Dataset):
         context_offsets: frame offsets of a context window (e.g. [-2, -1, 0, 1, 2] for ``mhcrnn``); each
             sample's ``image`` is then (T, C, H, W), every frame warped and augmented the same way.
         context_video: the video the labelled frames come from, when their neighbours are not on disk.
+        context_frames: where windows come from (``data.context_frames``): auto, frames or static (see
+            :func:`keyhead.data.context.context_source`); a static sample's ``image`` is (1, C, H, W), which the
+            model broadcasts to its window.
     """
 
     def __init__(
@@ -135,10 +142,15 @@ class KeypointDataset(Dataset):
         crop_margin: float = 0.25,
         context_offsets: list[int] | None = None,
         context_video: str | None = None,
+        context_frames: str = "auto",
     ) -> None:
         self.frames = frames
         self.context_offsets = list(context_offsets) if context_offsets and len(context_offsets) > 1 else None
         self.context_video = context_video
+        self.static_context = False
+        if self.context_offsets:
+            source, _ = _context_source(str(frames.root), tuple(frames.image_paths), context_frames, context_video)
+            self.static_context = source == "static"
         self.crop_margin = float(crop_margin)
         self.input_size = input_size
         self.augment = augment if augment is not None and augment.enabled else None
@@ -176,7 +188,8 @@ class KeypointDataset(Dataset):
             if flipped:
                 kp = kp[self._flip_perm]
         to_input = matrix @ np.linalg.inv(to_cache)
-        images = self.cache.window(i, self.context_offsets, self.context_video) if self.context_offsets else [img]
+        windowed = self.context_offsets and not self.static_context
+        images = self.cache.window(i, self.context_offsets, self.context_video) if windowed else [img]
         out = []
         for frame in images:
             image = warp(frame, to_input, out_wh).astype(np.float32) / 255.0
@@ -184,13 +197,28 @@ class KeypointDataset(Dataset):
                 image = photometric(image, np.random.default_rng((self.seed, self.epoch, i, 1)), self.augment)
             out.append(image.transpose(2, 0, 1))
         xy = transform_points(kp, matrix).astype(np.float32)
-        stacked = np.stack(out) if self.context_offsets else out[0]
+        stacked = np.stack(out) if self.context_offsets else out[0]  # static windows: (1, C, H, W)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(stacked)),
             "keypoints": torch.from_numpy(xy),
             "matrix": torch.from_numpy(matrix),
             "index": torch.tensor(i),
         }
+
+
+@functools.lru_cache(maxsize=16)
+def _context_source(root: str, rels: tuple[str, ...], mode: str, video: str | None) -> tuple[str, str]:
+    """:func:`keyhead.data.context.context_source`, decided (and logged) once per label set."""
+    from keyhead.data.context import context_source
+
+    source, reason = context_source(root, list(rels), mode, video)
+    if source == "static" and mode == "auto":
+        log.warning("context windows are static (each labelled frame repeated): %s", reason)
+        if "numbered" in reason:
+            log.warning("give data.context_video, or data.context_frames=frames to use the neighbours anyway")
+    else:
+        log.info("context windows: %s (%s)", source, reason)
+    return source, reason
 
 
 def make_split(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:

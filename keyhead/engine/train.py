@@ -101,6 +101,7 @@ def make_loaders(
         crop_margin=cfg.data.crop_margin,
         context_offsets=context_offsets,
         context_video=cfg.data.context_video,
+        context_frames=cfg.data.context_frames,
     )
     train_ds = KeypointDataset(frames, cfg.data.input_size, cfg.augment, indices=split["train"], **common)
     val_ds = (

@@ -129,3 +129,16 @@ def test_tiny_overfit_loss_falls():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_mhcrnn_suggests_the_calibrated_decoder_and_a_named_decoder_wins():
+    from keyhead.model import create_model
+
+    m = create_model(num_keypoints=2, backbone="tiny", head="mhcrnn", input_size=(64, 64))
+    assert m.codec.decoder_name == "calibrated_maxima"
+    plain = create_model(num_keypoints=2, backbone="tiny", head="heatmap", input_size=(64, 64))
+    assert plain.codec.decoder_name == "subpixel_maxima"
+    named = create_model(
+        num_keypoints=2, backbone="tiny", head="mhcrnn", input_size=(64, 64), decoder="subpixel_maxima"
+    )
+    assert named.codec.decoder_name == "subpixel_maxima"
