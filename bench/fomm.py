@@ -154,6 +154,8 @@ def compression(args: argparse.Namespace, data: Path) -> dict:
         max_minutes=args.distill_minutes,
         max_frames=args.max_frames,
         augment_copies=args.augment_copies,
+        occlusion_copies=args.occlusion_copies,
+        separable_head=not args.full_head,
         repeats=args.repeats,
     )
     out = RUNS / "compressed"
@@ -229,6 +231,21 @@ def write(results: dict) -> None:
             f"criterion: {c['criterion']}: passed={c['passed']} (best step: {c['best_passing_step']})",
             "",
         ]
+        per_kp = [r for r in c["rows"] if "deviation_per_keypoint_px" in r and r["latency_ms"] is not None]
+        if per_kp:
+            names = list(per_kp[0]["deviation_per_keypoint_px"])
+            lines += [
+                "Mean deviation per keypoint (px at 256x256, held-out frames):",
+                "",
+                "| step | " + " | ".join(names) + " |",
+                "|---" * (len(names) + 1) + "|",
+            ]
+            for r in per_kp:
+                if r["step"] in ("width", "separable"):  # untrained architecture rows
+                    continue
+                vals = r["deviation_per_keypoint_px"]
+                lines.append(f"| {r['step']} | " + " | ".join(f"{vals[n]:.2f}" for n in names) + " |")
+            lines.append("")
     with atomic_write(RESULTS / "fomm.md") as f:
         f.write("\n".join(lines))
 
@@ -250,11 +267,15 @@ def main() -> None:
     parser.add_argument("--reuse-teacher", action="store_true", help="keep an existing bench teacher run")
     parser.add_argument("--student-width", type=int, default=16)
     parser.add_argument("--student-max-features", type=int, default=256)
-    parser.add_argument("--distill-steps", type=int, default=3000)
+    parser.add_argument("--distill-steps", type=int, default=100_000)
     parser.add_argument("--distill-minutes", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--max-frames", type=int, default=600, help="video frames for distillation + held out")
-    parser.add_argument("--augment-copies", type=int, default=4, help="TPS-warped copies per distillation frame")
+    parser.add_argument("--augment-copies", type=int, default=2, help="TPS-warped copies per distillation frame")
+    parser.add_argument(
+        "--occlusion-copies", type=int, default=1, help="occluded copies per (warped) distillation frame"
+    )
+    parser.add_argument("--full-head", action="store_true", help="full (not depthwise-separable) 7x7 head convolutions")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)

@@ -128,6 +128,13 @@ def test_onnx_export_matches_eager(exported):
     assert np.abs(ort - eager).max() < 1e-3
 
 
+def test_ort_sessions_do_not_spin(exported):
+    """Spinning ORT worker threads would steal the cores from the eager models timed right after them."""
+    opts = OrtDetector(exported[1]).session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+
+
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_int8_path_runs(exported, tmp_path, mode):
     det, path = exported
@@ -172,8 +179,43 @@ def test_compress_pipeline_end_to_end(tmp_path):
     assert rows["faithful"]["deviation_px"] == 0.0 and rows["faithful onnxruntime"]["deviation_px"] < 0.05
     assert abs(rows["onnxruntime"]["deviation_px"] - rows["distilled"]["deviation_px"]) < 0.05
     assert rows["distilled"]["note"].startswith("+ distillation (10 steps")
+    for r in rows.values():  # the mean, median and p90 of the per-keypoint distances, and the mean per keypoint
+        assert r["deviation_median_px"] <= r["deviation_p90_px"] + 1e-9
+        per_kp = r["deviation_per_keypoint_px"]
+        assert list(per_kp) == ["a", "b", "c"] and abs(np.mean(list(per_kp.values())) - r["deviation_px"]) < 0.01
+    assert report.settings["distill_frames"] == 18 * 3 * 2  # 3/4 of 24 frames, + 2 warps each, + 1 occluded copy
     for name in ("compress.md", "compress.json", "compress.png", "light.onnx", "light/model.safetensors"):
         assert (tmp_path / "out" / name).is_file(), name
     light, _ = keyhead.load_run(tmp_path / "out" / "light")
     assert light.backbone.predictor.encoder.down_blocks[0].conv[0].groups == 3
     assert light.predict(torch.rand(1, 3, 64, 64)).xy.shape == (1, 3, 2)
+
+
+def test_student_config_full_or_separable_head(tmp_path):
+    from keyhead.compress import student_config
+    from keyhead.config import RunConfig
+    from keyhead.run import model_from_config
+
+    cfg = RunConfig.model_validate(
+        {
+            "data": {"path": str(tmp_path), "input_size": [64, 64]},
+            "model": {"backbone": "fomm_hourglass", "backbone_kwargs": TINY, "head": "fomm_kp"},
+        }
+    )
+    light = student_config(
+        cfg, CompressSettings(block_expansion=2, max_features=8, separable_head=False), separable=True
+    )
+    assert light.model.backbone_kwargs == {
+        **TINY,
+        "block_expansion": 2,
+        "max_features": 8,
+        "separable": True,
+        "strided_antialias": True,
+    }
+    model = model_from_config(light, ["a", "b", "c"], pretrained=False)
+    assert model.head.kp.kernel_size == (7, 7) and model.head.kp.groups == 1  # a full 7x7 keypoint convolution
+    both = student_config(cfg, CompressSettings(separable_head=True), separable=True)
+    assert both.model.head_kwargs["separable"] is True
+    width = student_config(cfg, CompressSettings(block_expansion=2, max_features=8), separable=False)
+    assert "separable" not in width.model.backbone_kwargs and "separable" not in width.model.head_kwargs
+    assert cfg.model.backbone_kwargs == TINY  # the teacher's config is untouched
