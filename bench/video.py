@@ -96,7 +96,7 @@ def accuracy(minutes: float, only: list[str] | None = None) -> None:
     common = [f"train.max_minutes={minutes}", "train.epochs=1000", "train.milestones=[]", "train.seed=0"]
     variants = {
         "heatmap": ["model.head=heatmap"],
-        "mhcrnn": ["model.head=mhcrnn", "train.batch_size=8"],
+        "mhcrnn": ["model.head=mhcrnn"],
         "heatmap_semi": ["model.head=heatmap", f"semi.videos=[{video}]", "semi.frames=512"],
     }
     old = json.loads(RESULTS.read_text()).get("accuracy", {}).get("results", {}) if RESULTS.is_file() else {}
@@ -119,6 +119,12 @@ def accuracy(minutes: float, only: list[str] | None = None) -> None:
             "video_seconds": round(time.perf_counter() - t0, 1),
             "decoders": decoder_auroc(run),
         }
+        if "mhcrnn" in name:
+            from keyhead.data.context import context_source
+            from keyhead.data.formats import load_labels
+
+            frames = load_labels(MOUSE)
+            results[name]["context_windows"] = context_source(MOUSE, list(frames.image_paths))[1]
         print(f"[bench] {name}: {results[name]}", flush=True)
     write(
         "accuracy",
@@ -134,8 +140,23 @@ def accuracy(minutes: float, only: list[str] | None = None) -> None:
     )
 
 
+def _predict_command(run: Path, video: Path, out: Path, runtime: str) -> float:
+    """Wall seconds of a whole fresh ``keyhead predict RUN VIDEO --max-frames 1`` process (start-up included)."""
+    cmd = [sys.executable, "-m", "keyhead.cli", "predict", str(run), str(video), "--max-frames", "1", "--restart"]
+    cmd += ["--out", str(out), "--no-progress", "--batch-size", "1", "--runtime", runtime]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return round(time.perf_counter() - t0, 2)
+
+
 def first_frame_seconds(run: Path, video: Path) -> dict:
-    """Model load to first predicted frame: in this process, and a whole fresh `keyhead predict` command."""
+    """Model load to first predicted frame: in this process, and whole fresh `keyhead predict` commands.
+
+    ``onnx_export_once_s`` is the first ``--runtime onnx`` command of a run (it exports the graphs into
+    ``RUN_DIR/video_onnx/``, with torch); ``fresh_command_onnx_s`` is every later one (no torch imported).
+    """
+    import shutil
+
     from keyhead.run import load_run
     from keyhead.video import predict_video
 
@@ -145,31 +166,40 @@ def first_frame_seconds(run: Path, video: Path) -> dict:
         model, video, run / "first", model.keypoint_names, batch_size=1, max_frames=1, resume=False, progress=False
     )
     in_process = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "keyhead.cli",
-            "predict",
-            str(run),
-            str(video),
-            "--max-frames",
-            "1",
-            "--restart",
-            "--out",
-            str(run / "first_cmd"),
-            "--no-progress",
-            "--batch-size",
-            "1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return {"in_process_s": round(in_process, 2), "fresh_command_s": round(time.perf_counter() - t0, 2)}
+    shutil.rmtree(run / "video_onnx", ignore_errors=True)
+    return {
+        "in_process_s": round(in_process, 2),
+        "fresh_command_s": _predict_command(run, video, run / "first_cmd", "torch"),
+        "onnx_export_once_s": _predict_command(run, video, run / "first_cmd", "onnx"),
+        "fresh_command_onnx_s": _predict_command(run, video, run / "first_cmd", "onnx"),
+    }
+
+
+def bf16_deviation(head: str, video: Path, frames: int = 400) -> dict | None:
+    """How far ``--runtime torch-bf16`` moves the keypoints of the *trained* accuracy-part model of this head
+    (untrained speed models have flat heatmaps): distance to the float32 keypoints on the first frames, px."""
+    import numpy as np
+
+    from keyhead.video import predict_videos, read_predictions
+
+    acc = json.loads(RESULTS.read_text()).get("accuracy", {}).get("results", {}) if RESULTS.is_file() else {}
+    run = Path(acc.get(head, {}).get("run", ""))
+    if not (run / "model.safetensors").is_file():
+        return None
+    xy = {}
+    for runtime in ("torch", "torch-bf16"):
+        res = predict_videos(
+            run, [video], RUNS / f"bf16_{runtime}", runtime=runtime, resume=False, progress=False, max_frames=frames
+        )[0]
+        xy[runtime] = np.concatenate([c[1] for c in read_predictions(res.csv)])
+    d = np.linalg.norm(xy["torch"] - xy["torch-bf16"], axis=-1)
+    p50, p95, p99, top = (round(float(v), 3) for v in np.nanpercentile(d, [50, 95, 99, 100]))
+    return {"run": str(run), "frames": frames, "median_px": p50, "p95_px": p95, "p99_px": p99, "max_px": top}
 
 
 def speed() -> None:
+    import onnxruntime
+
     video = MOUSE / "videos" / "test_vid.mp4"
     out = {}
     for head in ("heatmap", "mhcrnn"):
@@ -184,9 +214,10 @@ def speed() -> None:
             ],
         )
         entry = {"load_to_first_frame": first_frame_seconds(run, video)}
-        for runtime in ("torch", "onnx"):
+        for runtime in ("torch", "onnx", "torch-bf16"):
             print(f"[bench] speed {head} {runtime}", flush=True)
             entry[runtime] = video_metrics(run, video, runtime)
+        entry["bf16_deviation"] = bf16_deviation(head, video)
         out[head] = entry
         print(f"[bench] {head}: {entry}", flush=True)
     write(
@@ -195,7 +226,12 @@ def speed() -> None:
             "video": str(video),
             "input_size": [256, 256],
             "batch_size": 16,
-            "note": "frames/s of the prediction loop (decode + resize + network + decode + CSV), weights untrained",
+            "threads": {"torch": torch.get_num_threads(), "onnxruntime": os.cpu_count()},
+            "onnxruntime": onnxruntime.__version__,
+            "note": (
+                "frames/s of the whole prediction loop a user runs (decode + resize in a reader thread, network, "
+                "heatmap decoding, CSV writing), 994 frames, weights untrained; onnx: the run's cached graphs"
+            ),
             "results": out,
         },
     )

@@ -94,7 +94,11 @@ def predict(
     batch_size: Annotated[int, typer.Option()] = 16,
     flip: Annotated[bool, typer.Option("--flip", help="average with the prediction on the mirrored image")] = False,
     runtime: Annotated[
-        str, typer.Option(help="videos: torch (eager), onnx (onnxruntime) or compile (torch.compile)")
+        str,
+        typer.Option(
+            help="videos: torch (eager), onnx (onnxruntime; graphs exported once to RUN_DIR/video_onnx, later runs "
+            "start without torch), compile (torch.compile) or torch-bf16 (bfloat16 autocast)"
+        ),
     ] = "torch",
     labeled_video: Annotated[bool, typer.Option("--labeled-video", help="videos: also write a labelled MP4")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="videos: start over instead of resuming")] = False,
@@ -396,11 +400,16 @@ def compress(
     frames: Annotated[
         Path | None, typer.Option(help="unlabelled video or frame folder to distil on (default: the run's data)")
     ] = None,
-    block_expansion: Annotated[int, typer.Option(help="student hourglass width")] = 8,
-    max_features: Annotated[int, typer.Option(help="student hourglass channel cap")] = 128,
-    distill_steps: Annotated[int, typer.Option(help="distillation steps")] = 1500,
-    minutes: Annotated[float | None, typer.Option(help="distillation wall-clock budget")] = None,
-    max_frames: Annotated[int, typer.Option(help="frames used (evenly spaced); a quarter are held out")] = 400,
+    block_expansion: Annotated[int, typer.Option(help="student hourglass width")] = 16,
+    max_features: Annotated[int, typer.Option(help="student hourglass channel cap")] = 256,
+    distill_steps: Annotated[int, typer.Option(help="most distillation steps (--minutes usually ends it)")] = 100_000,
+    minutes: Annotated[float | None, typer.Option(help="distillation wall-clock budget")] = 10.0,
+    max_frames: Annotated[int, typer.Option(help="frames used (evenly spaced); a quarter are held out")] = 600,
+    augment_copies: Annotated[int, typer.Option(help="TPS-warped copies per distillation frame")] = 2,
+    occlusion_copies: Annotated[int, typer.Option(help="occluded copies per (warped) distillation frame")] = 1,
+    separable_head: Annotated[
+        bool, typer.Option("--separable-head/--full-head", help="depthwise-separable or full 7x7 head convolutions")
+    ] = True,
     repeats: Annotated[int, typer.Option(help="timed passes per latency")] = 30,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
@@ -413,6 +422,9 @@ def compress(
         distill_steps=distill_steps,
         max_minutes=minutes,
         max_frames=max_frames,
+        augment_copies=augment_copies,
+        occlusion_copies=occlusion_copies,
+        separable_head=separable_head,
         repeats=repeats,
     )
     report = compress_detector(model, out, frames=frames, settings=settings, progress=not no_progress)

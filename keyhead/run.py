@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from keyhead.config import RunConfig, load_config
-from keyhead.data.formats.ibug68 import IBUG68_FLIP_PAIRS, IBUG68_NAMES
 from keyhead.engine.checkpoint import load_weights
 from keyhead.errors import KeyheadError
 from keyhead.model import KeypointModel, create_model
@@ -95,6 +94,8 @@ def flip_pair_indices(frames: LabeledFrames, pairs: list[tuple[str, str]]) -> li
 
     A 68-point set with no pairs from either source gets the iBUG 300-W pairs.
     """
+    from keyhead.data.formats.ibug68 import IBUG68_FLIP_PAIRS, IBUG68_NAMES  # here: the formats import pandas
+
     lookup = {n: i for i, n in enumerate(frames.keypoint_names)}
     out = list(frames.flip_pairs)
     for a, b in pairs:

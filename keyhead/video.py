@@ -1,9 +1,10 @@
 """Video reading (any codec FFmpeg reads, via PyAV; OpenCV as a fallback) and streaming video prediction.
 
-Prediction never holds the video in memory: frames are decoded, batched and predicted as they come, each
-frame's backbone features are computed once and context heads slide their window over a small ring of
-cached features; rows are appended to ``<stem>.csv.partial`` and renamed at the end, so an interrupted run
-resumes where it stopped.
+Prediction never holds the video in memory: frames are decoded, resized and batched in a background thread
+while the network runs, each frame's backbone features are computed once and context heads slide their window
+over a small store of cached features; rows are appended to ``<stem>.csv.partial`` and renamed at the end, so
+an interrupted run resumes where it stopped. ``--runtime onnx`` runs the run's cached ONNX graphs
+(:mod:`keyhead.runtime.video_onnx`) without importing torch.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from keyhead._video_stream import completed_rows
 from keyhead.data.context import VIDEO_EXTS
 from keyhead.errors import KeyheadError
 from keyhead.utils.io import atomic_path, atomic_write
@@ -34,6 +35,8 @@ __all__ = [
     "probe",
     "transcode",
 ]
+
+RUNTIMES = ("torch", "onnx", "compile", "torch-bf16")
 
 
 @dataclass
@@ -169,32 +172,6 @@ def dlc_header(scorer: str, names: list[str]) -> str:
     )
 
 
-def _format_rows(start: int, xy: np.ndarray, conf: np.ndarray) -> str:
-    lines = []
-    for j in range(len(xy)):
-        vals = np.concatenate([xy[j], conf[j][:, None]], axis=1).ravel()
-        lines.append(f"{start + j}," + ",".join(f"{v:.4f}" if np.isfinite(v) else "" for v in vals))
-    return "\n".join(lines) + "\n"
-
-
-def _completed_rows(partial: Path, header: str) -> int:
-    """Frames already written to a partial CSV with this header (0 if absent or from another model)."""
-    if not partial.is_file():
-        return 0
-    with open(partial) as f:
-        head = "".join(f.readline() for _ in range(3))
-        if head != header:
-            return 0
-        rows = f.read().split("\n")
-    complete = [r for r in rows[:-1] if r]  # the last piece may be a row cut short by the interruption
-    n = 0
-    for r in complete:
-        if not r.startswith(f"{n},"):
-            break
-        n += 1
-    return n
-
-
 def _truncate_to(partial: Path, header: str, n_rows: int) -> None:
     with open(partial) as f:
         lines = f.read().split("\n")
@@ -215,93 +192,6 @@ class VideoPrediction:
     summary_data: dict[str, Any]
 
 
-class _Predictor:
-    """Frames (uint8, original size) -> keypoints in original pixels, with a context window if the head has one."""
-
-    def __init__(self, model: Any, runtime: str = "torch", device: str = "cpu") -> None:
-        import torch
-
-        self.torch = torch
-        self.model = model.eval()
-        self.device = device
-        self.input_size = model.input_size
-        self.in_channels = model.backbone.in_channels
-        head = model.head
-        self.offsets = head.frame_offsets() if hasattr(head, "frame_offsets") and model.context > 1 else [0]
-        self.runtime = runtime
-        self._net = None
-        if runtime == "onnx":
-            self._net = _OnnxFrameNet(model, features_only=len(self.offsets) > 1)
-        elif runtime == "compile":
-            self._compiled = torch.compile(model.features if len(self.offsets) > 1 else model, dynamic=False)
-        elif runtime != "torch":
-            raise KeyheadError(f"--runtime {runtime!r}: choose torch, onnx or compile")
-
-    def prepare(self, frames: list[np.ndarray]) -> Any:
-        batch = np.stack([resize_like_training(f, self.input_size) for f in frames]).transpose(0, 3, 1, 2)
-        return self.torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).float().div_(255.0)
-
-    def frame_outputs(self, x: Any) -> Any:
-        """Per-frame network output: head logits (single-frame heads) or deepest features (context heads)."""
-        torch = self.torch
-        with torch.inference_mode():
-            if self.runtime == "onnx":
-                return torch.from_numpy(self._net(x.cpu().numpy()))
-            fn = self._compiled if self.runtime == "compile" else None
-            if len(self.offsets) > 1:
-                return (fn(x) if fn else self.model.features(x))[-1]
-            return fn(x) if fn else self.model(x)
-
-    def decode_frames(self, outputs: Any) -> tuple[np.ndarray, np.ndarray]:
-        with self.torch.inference_mode():
-            kp = self.model.decode(outputs)
-        return kp.xy.float().cpu().numpy(), kp.confidence.float().cpu().numpy()
-
-    def decode_windows(self, windows: Any) -> tuple[np.ndarray, np.ndarray]:
-        with self.torch.inference_mode():
-            kp = self.model.decode(self.model.head.forward_window(windows))
-        return kp.xy.float().cpu().numpy(), kp.confidence.float().cpu().numpy()
-
-
-class _OnnxFrameNet:
-    """The per-frame part of a model exported to ONNX and run by onnxruntime (the ``--runtime onnx`` path)."""
-
-    def __init__(self, model: Any, features_only: bool) -> None:
-        import tempfile
-
-        import onnxruntime as ort
-        import torch
-
-        class Net(torch.nn.Module):
-            def __init__(self, m: Any) -> None:
-                super().__init__()
-                self.m = m
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.m.features(x)[-1] if features_only else self.m(x)
-
-        h, w = model.input_size
-        dummy = torch.rand(2, model.backbone.in_channels, h, w)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "frame_net.onnx"
-            torch.onnx.export(
-                Net(model).eval(),
-                (dummy,),
-                str(path),
-                input_names=["image"],
-                output_names=["out"],
-                dynamic_axes={"image": {0: "batch"}, "out": {0: "batch"}},
-                dynamo=False,
-                opset_version=17,
-            )
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"image": x.astype(np.float32)})[0]
-
-
 def predict_video(
     model: Any,
     video: str | os.PathLike,
@@ -320,13 +210,20 @@ def predict_video(
 ) -> VideoPrediction:
     """Predict every frame of a video, streaming; write ``<stem>.csv`` (DLC format) and ``<stem>_video.json``.
 
+    Frames are decoded, resized and batched in a background thread while the network runs; rows are appended
+    to ``<stem>.csv.partial`` batch by batch and the file is renamed when the video is done.
+
     Args:
-        model: a :class:`keyhead.model.KeypointModel` (on CPU or GPU).
+        model: a :class:`keyhead.model.KeypointModel` (on CPU or GPU), or the video graphs of a run
+            (:class:`keyhead.runtime.OnnxVideoNet`, which runs without torch; ``runtime`` is then "onnx").
         video: any video FFmpeg reads.
         out_dir: output folder.
         keypoint_names: the K names, in model order (CSV columns).
         batch_size: frames per forward pass.
-        runtime: "torch" (eager), "onnx" (onnxruntime runs the per-frame network) or "compile" (torch.compile).
+        runtime: "torch" (eager), "onnx" (onnxruntime runs the network and decoder; a model given here is
+            exported to a temporary folder first), "compile" (torch.compile) or "torch-bf16" (eager under
+            bfloat16 autocast: ~1.8x faster on CPUs with BF16 instructions, but not the same keypoints: on a
+            trained model median 0.23 px, 95th percentile 1.6 px from float32, and ambiguous frames can flip).
         labeled_video: also write ``<stem>_labeled.mp4`` with the points drawn.
         threshold: confidence below which points are not drawn in the labelled video.
         skeleton: index pairs drawn as lines in the labelled video.
@@ -337,94 +234,72 @@ def predict_video(
         pca: a Pose PCA to report reconstruction errors with (a semi-supervised run's ``pca.safetensors``).
 
     Returns:
-        The output paths, frame count, prediction speed and the summary.
+        The output paths, frame count, prediction speed (frames/s from the first decoded frame to the last
+        written row) and the summary.
     """
-    import torch
     from tqdm import tqdm
 
+    from keyhead._video_stream import BatchReader, FeatureStore, format_rows, to_original, window_indices
+
+    if batch_size < 1:
+        raise KeyheadError(f"--batch-size {batch_size}: give a positive number of frames per forward pass")
     info = probe(video)
+    net = _video_net(model, runtime)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(video).stem
     csv_path, partial = out_dir / f"{stem}.csv", out_dir / f"{stem}.csv.partial"
     header = dlc_header(scorer, keypoint_names)
-    device = str(next(model.parameters()).device)
-    pred = _Predictor(model, runtime, device)
-    done = _completed_rows(partial, header) if resume else 0
+    done = completed_rows(partial, header) if resume else 0
     if done:
         _truncate_to(partial, header, done)
     else:
         with atomic_write(partial) as f:
             f.write(header)
-    offsets = pred.offsets
+    offsets = net.offsets
     lo, hi = -min(offsets), max(offsets)
     total = info.n_frames if max_frames is None else min(info.n_frames or max_frames, max_frames)
     bar = tqdm(total=total or None, initial=done, unit="frame", desc=stem, disable=not progress, smoothing=0.1)
     start_decode = max(0, done - lo)
-    feats: deque = deque()  # (index, features (C, h, w)) of frames [next_out - lo, ...]
-    next_out = done
-    n_seen = start_decode
+    store = FeatureStore()
+    next_out, n_seen, predicted, wh = done, start_decode, 0, None
     t0 = time.perf_counter()
-    predicted = 0
-    wh: tuple[int, int] | None = None
-
-    def emit(xy: np.ndarray, conf: np.ndarray, first: int) -> None:
-        nonlocal predicted
-        sx, sy = wh[0] / pred.input_size[1], wh[1] / pred.input_size[0]
-        xy = xy.copy()
-        xy[..., 0] = (xy[..., 0] + 0.5) * sx - 0.5
-        xy[..., 1] = (xy[..., 1] + 0.5) * sy - 0.5
-        with open(partial, "a") as f:
-            f.write(_format_rows(first, xy, conf))
-        predicted += len(xy)
-        bar.update(len(xy))
-
-    def flush_windows(last_index: int | None) -> None:
-        """Predict every frame whose window is available (all of them once ``last_index`` is known)."""
-        nonlocal next_out
-        if not feats:
-            return
-        newest = feats[-1][0]
-        first_cached = feats[0][0]
-        first_target, ready = next_out, []
-        while next_out <= newest and (last_index is not None or next_out + hi <= newest):
-            # frames before the first or after the last repeat the edge frame
-            ready.append([min(max(next_out + o, first_cached), newest) for o in offsets])
-            next_out += 1
-            if len(ready) == batch_size:
-                _run(ready, first_target)
-                first_target, ready = next_out, []
-        if ready:
-            _run(ready, first_target)
-        while feats and feats[0][0] < next_out - lo:
-            feats.popleft()
-
-    def _run(windows: list[list[int]], first_target: int) -> None:
-        base = feats[0][0]
-        win = torch.stack([torch.stack([feats[i - base][1] for i in w]) for w in windows])
-        xy, conf = pred.decode_windows(win)
-        emit(xy, conf, first_target)
-
+    reader = BatchReader(
+        iter_frames(video, net.in_channels, start=start_decode), net.input_size, batch_size, max_frames
+    )
     try:
-        batch: list[np.ndarray] = []
-        first_in_batch = start_decode
-        frames = iter_frames(video, pred.in_channels, start=start_decode)
-        for i, frame in frames:
-            if max_frames is not None and i >= max_frames:
-                break
-            if wh is None:
-                wh = (frame.shape[1], frame.shape[0])
-            batch.append(frame)
-            n_seen = i + 1
-            if len(batch) == batch_size:
-                _process(pred, batch, first_in_batch, offsets, feats, emit, flush_windows, done)
-                first_in_batch += len(batch)
-                batch = []
-        if batch:
-            _process(pred, batch, first_in_batch, offsets, feats, emit, flush_windows, done)
-        if len(offsets) > 1:
-            flush_windows(n_seen - 1)
+        with open(partial, "a") as sink:
+
+            def emit(xy: np.ndarray, conf: np.ndarray, first: int) -> None:
+                nonlocal predicted
+                sink.write(format_rows(first, to_original(xy, wh, net.input_size), conf))
+                sink.flush()
+                predicted += len(xy)
+                bar.update(len(xy))
+
+            def run_windows(last: int, final: bool) -> None:
+                """Predict every target frame whose window is complete (all of them when ``final``)."""
+                nonlocal next_out
+                stop = last + 1 if final else last - hi + 1
+                for a in range(next_out, stop, batch_size):
+                    targets = range(a, min(a + batch_size, stop))
+                    xy, conf = net.windows(store.take(window_indices(targets, offsets, last)))
+                    emit(xy, conf, a)
+                next_out = max(next_out, stop)
+                store.drop_before(next_out - lo)
+
+            for first, x, size in reader:
+                n_seen, wh = first + len(x), size
+                out = net.frames(x)
+                if len(offsets) > 1:
+                    store.append(first, out)
+                    run_windows(n_seen - 1, final=False)
+                elif (skip := max(0, done - first)) < len(x):
+                    emit(out[0][skip:], out[1][skip:], first + skip)
+            if len(offsets) > 1 and len(store):
+                run_windows(n_seen - 1, final=True)
     finally:
+        reader.close()
         bar.close()
     elapsed = time.perf_counter() - t0
     if n_seen == 0 or wh is None and done == 0:
@@ -440,6 +315,7 @@ def predict_video(
         height=info.height,
         codec=info.codec,
         runtime=runtime,
+        batch_size=batch_size,
         resumed_from_frame=done,
         prediction_seconds=round(elapsed, 3),
         frames_per_second=round(predicted / elapsed, 2) if elapsed > 0 else None,
@@ -454,36 +330,60 @@ def predict_video(
     return VideoPrediction(csv_path, summary_path, labeled, n_seen, fps, summary)
 
 
-def _process(pred, batch, first, offsets, feats, emit, flush_windows, done) -> None:
-    x = pred.prepare(batch)
-    out = pred.frame_outputs(x)
-    if len(offsets) == 1:
-        skip = max(0, done - first)
-        xy, conf = pred.decode_frames(out[skip:]) if skip < len(batch) else (None, None)
-        if xy is not None:
-            emit(xy, conf, first + skip)
-        return
-    for j in range(len(batch)):
-        feats.append((first + j, out[j]))
-    flush_windows(None)
+def _video_net(model: Any, runtime: str) -> Any:
+    """The network video prediction runs: the given ONNX graphs, or the model eager / compiled / exported."""
+    from keyhead.runtime.video_onnx import OnnxVideoNet
+
+    if runtime not in RUNTIMES:
+        raise KeyheadError(f"--runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
+    if isinstance(model, OnnxVideoNet):
+        if runtime != "onnx":
+            raise KeyheadError(f"ONNX video graphs run with runtime='onnx', not {runtime!r}")
+        return model
+    if runtime == "onnx":
+        from keyhead.video_export import model_video_net
+
+        return model_video_net(model)
+    from keyhead._video_stream import TorchVideoNet
+
+    return TorchVideoNet(model, compile=runtime == "compile", bf16=runtime == "torch-bf16")
 
 
 def read_predictions(csv_path: str | os.PathLike, names: list[str] | None = None, chunksize: int = 5000):
     """Yield (frame indices (n,), xy (n, K, 2), confidence (n, K)) chunks of a DLC predictions CSV."""
-    import pandas as pd
+    from keyhead._video_stream import read_csv_chunks
 
-    for chunk in pd.read_csv(csv_path, header=[0, 1, 2], index_col=0, chunksize=chunksize):
-        values = chunk.to_numpy(dtype=np.float64)
-        k = values.shape[1] // 3
-        arr = values.reshape(len(values), k, 3)
-        yield chunk.index.to_numpy(), arr[..., :2], arr[..., 2]
+    for labels, values in read_csv_chunks(csv_path, chunksize):
+        arr = values.reshape(len(values), values.shape[1] // 3, 3)
+        yield labels, arr[..., :2], arr[..., 2]
+
+
+def _pca_errors(pca: Any, xy: np.ndarray) -> np.ndarray:
+    """Per-keypoint Pose PCA reconstruction error (N, K) px of keypoints (N, K, 2), in NumPy (no torch needed);
+    the same numbers as :meth:`keyhead.engine.semi.PosePCA.errors`."""
+    groups = np.asarray(pca.groups).astype(np.int64)
+    mean, comp = np.asarray(pca.mean, np.float64), np.asarray(pca.components, np.float64)
+    g, m = groups.shape
+    rows = xy[:, groups].reshape(len(xy), g, 2 * m) - mean
+    res = np.linalg.norm((rows - rows @ comp @ comp.T).reshape(len(xy), g, m, 2), axis=-1)
+    out = np.full(xy.shape[:2], np.nan)
+    out[:, groups.reshape(-1)] = res.reshape(len(xy), g * m)
+    return out
+
+
+def load_pca(path: str | os.PathLike) -> Any:
+    """A run's ``pca.safetensors`` as NumPy arrays (mean, components, groups, epsilon), for :func:`_pca_errors`."""
+    from types import SimpleNamespace
+
+    from safetensors.numpy import load_file
+
+    return SimpleNamespace(**load_file(str(path)))
 
 
 def summarise_predictions(csv_path: str | os.PathLike, names: list[str], pca: Any = None) -> dict[str, Any]:
     """Temporal norm (mean per-frame displacement, px), mean confidence and, given the run's Pose PCA
-    (:class:`keyhead.engine.semi.PosePCA`), the mean PCA reconstruction error per keypoint; read in chunks."""
-    import torch
-
+    (:class:`keyhead.engine.semi.PosePCA` or :func:`load_pca`), the mean PCA reconstruction error per keypoint;
+    read in chunks."""
     k = len(names)
     pca_sum, pca_n = np.zeros(k), np.zeros(k)
     jump_sum, jump_n = np.zeros(k), np.zeros(k)
@@ -496,7 +396,7 @@ def summarise_predictions(csv_path: str | os.PathLike, names: list[str], pca: An
         jump_sum += np.where(ok, d, 0).sum(0)
         jump_n += ok.sum(0)
         if pca is not None:
-            err = pca.errors(torch.as_tensor(xy, dtype=torch.float32)).numpy()
+            err = _pca_errors(pca, xy)
             okp = np.isfinite(err)
             pca_sum += np.where(okp, err, 0).sum(0)
             pca_n += okp.sum(0)
@@ -575,10 +475,9 @@ def write_labeled_video(
 
 
 def _palette(n: int) -> list[tuple[int, int, int]]:
-    import matplotlib
+    import colorsys
 
-    cmap = matplotlib.colormaps["hsv"]
-    return [tuple(int(255 * c) for c in cmap(i / max(n, 1))[:3]) for i in range(n)]
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / max(n, 1), 1.0, 1.0)) for i in range(n)]
 
 
 def _draw(img, xy, conf, threshold, skeleton, colors) -> None:
@@ -590,6 +489,17 @@ def _draw(img, xy, conf, threshold, skeleton, colors) -> None:
             cv2.line(img, (round(p[0]), round(p[1])), (round(q[0]), round(q[1])), (200, 200, 200), 1, cv2.LINE_AA)
     for j in np.flatnonzero(ok):
         cv2.circle(img, (round(xy[j, 0]), round(xy[j, 1])), r, colors[j % len(colors)], -1, cv2.LINE_AA)
+
+
+def _check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """:func:`keyhead.run.check_run_dir` without importing torch (``keyhead.run`` imports the model code)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise KeyheadError(f"run folder {run} does not exist; pass the folder `keyhead train` printed")
+    missing = [n for n in ("config.yaml", "model.safetensors", "keypoints.txt") if not (run / n).is_file()]
+    if missing:
+        raise KeyheadError(f"run folder {run} is missing {', '.join(missing)}; it is not a finished keyhead run")
+    return run
 
 
 def predict_videos(
@@ -606,32 +516,42 @@ def predict_videos(
 ) -> list:
     """Predict every frame of each video (streaming): ``<stem>.csv``, ``<stem>_video.json``, optional labelled MP4.
 
-    The model is loaded from the run folder alone (no training data is read). See
-    :func:`keyhead.video.predict_video` for the arguments.
+    The model is loaded from the run folder alone (no training data is read). With ``runtime="onnx"`` the run's
+    ONNX graphs are used (exported once into ``RUN_DIR/video_onnx/``, which needs torch; later calls do not
+    import torch at all). See :func:`keyhead.video.predict_video` for the arguments.
 
     Returns:
         One :class:`keyhead.video.VideoPrediction` per video.
     """
-    from keyhead.run import load_run
+    run = _check_run_dir(run_dir)
+    if runtime == "onnx":
+        from keyhead.runtime.video_onnx import cached_video_net
 
-    model, _ = load_run(run_dir)
-    skeleton_file = Path(run_dir) / "skeleton.json"
+        model = cached_video_net(run)
+        if model is None:
+            from keyhead.video_export import run_video_net
+
+            model = run_video_net(run)
+    elif runtime in RUNTIMES:
+        from keyhead.run import load_run
+
+        model, _ = load_run(run)
+    else:
+        raise KeyheadError(f"--runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
+    names = list(model.keypoint_names)
+    skeleton_file = run / "skeleton.json"
     pairs = json.loads(skeleton_file.read_text()) if skeleton_file.is_file() else []
-    index = {n: i for i, n in enumerate(model.keypoint_names)}
+    index = {n: i for i, n in enumerate(names)}
     skeleton = [(index[a], index[b]) for a, b in pairs if a in index and b in index]
-    out = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
-    pca = None
-    if (Path(run_dir) / "pca.safetensors").is_file():
-        from keyhead.engine.semi import PosePCA
-
-        pca = PosePCA.load(Path(run_dir) / "pca.safetensors")
+    out = Path(out_dir) if out_dir else run / "predictions"
+    pca = load_pca(run / "pca.safetensors") if (run / "pca.safetensors").is_file() else None
     results = []
     for video in videos:
         res = predict_video(
             model,
             video,
             out,
-            model.keypoint_names,
+            names,
             batch_size=batch_size,
             runtime=runtime,
             labeled_video=labeled_video,

@@ -145,10 +145,9 @@ def test_real_videos_openfield_mp4_and_an_mjpeg_avi_made_from_it(shared_data, tm
     assert np.nanmean(np.abs(xy_a - xy_b)) < 0.01 * 640  # the same frames, up to JPEG loss
 
 
-@pytest.mark.parametrize("head", ["heatmap", "mhcrnn"])
-def test_onnx_runtime_matches_eager(tmp_path, head):
+def test_onnx_runtime_matches_eager(tmp_path):
     write_video(tmp_path / "v.mp4", n=8)
-    model = _model(head)
+    model = _model()  # a model object is exported to a temporary folder (run folders: tests/test_video_speed.py)
     a = predict_video(model, tmp_path / "v.mp4", tmp_path / "a", ["a", "b", "c"], batch_size=4, progress=False)
     b = predict_video(
         model, tmp_path / "v.mp4", tmp_path / "b", ["a", "b", "c"], batch_size=4, runtime="onnx", progress=False
