@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from keyhead.errors import KeyheadError
+from keyhead.export import ExportedKeypointModel
 from keyhead.model import KeypointModel
 from keyhead.runtime.video_onnx import FOLDER, VERSION, OnnxVideoNet, fingerprint
 from keyhead.utils.io import atomic_path, atomic_write
@@ -28,18 +29,6 @@ from keyhead.utils.io import atomic_path, atomic_write
 #: exported and eager keypoints must agree this closely (input pixels; confidence: this / 10) or the export is refused
 TOLERANCE_PX = 0.05
 OPSET = 18
-
-
-class _Frame(nn.Module):
-    """Images (B, C, H, W) in [0, 1] -> (xy (B, K, 2) input px, confidence (B, K)): backbone, head and decoder."""
-
-    def __init__(self, model: KeypointModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        kp = self.model.decode(self.model(image))
-        return kp.xy, kp.confidence
 
 
 class _Features(nn.Module):
@@ -148,7 +137,7 @@ def export_video_graphs(model: KeypointModel, folder: str | os.PathLike, extra_m
     images = torch.rand(2, c, h, w, generator=gen)
     probe = torch.rand(3, c, h, w, generator=gen)
     if len(offsets) == 1:
-        frame = _Frame(m)
+        frame = ExportedKeypointModel(m)
         with atomic_path(folder / "frame.onnx") as tmp:
             _export(frame, images, tmp, "image", ["xy", "confidence"])
             _check(frame, tmp, "image", probe)
