@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import torch
+from _common import machine
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("KEYHEAD_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
@@ -44,17 +43,6 @@ SHARES = {
     "face_dino_flatten": 0.10,
     "face_regression_cnn": 0.10,
 }
-
-
-def machine() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cuda": torch.cuda.is_available(),
-        "platform": platform.platform(),
-    }
 
 
 def make_split(path: Path, frames_limit: int | None, seed: int = 42) -> Path:

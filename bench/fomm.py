@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import torch
+from _common import machine
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("KEYHEAD_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
@@ -45,17 +44,6 @@ TEACHER_KEYPOINTS = [
     "outer_lip_0",
     "outer_lip_6",
 ]
-
-
-def machine() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-        "platform": platform.platform(),
-    }
 
 
 def synth_data(args: argparse.Namespace) -> Path:

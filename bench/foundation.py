@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import torch
+from _common import write_section
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("KEYHEAD_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
@@ -30,25 +29,8 @@ RESULTS = HERE / "results" / "foundation.json"
 RUNS = HERE / "runs"
 
 
-def machine() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-        "platform": platform.platform(),
-    }
-
-
 def write(section: str, payload: dict) -> None:
-    from keyhead.utils.io import atomic_write
-
-    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    data[section] = payload
-    data["machine"] = machine()
-    with atomic_write(RESULTS) as f:
-        json.dump(data, f, indent=1)
-    print(f"[bench] wrote {section} to {RESULTS}")
+    write_section(RESULTS, section, payload)
 
 
 def accuracy(section: str, data: Path, minutes: float, extra: list[str]) -> None:

@@ -66,7 +66,7 @@ class BatchReader:
         return False
 
     def _run(self, frames: Iterator, input_size: tuple[int, int], batch_size: int, stop: int | None) -> None:
-        from keyhead.runtime.onnx_predict import resize_matrix
+        from keyhead.utils.image import resize_matrix
 
         h, w = input_size
         try:

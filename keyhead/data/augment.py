@@ -13,12 +13,7 @@ import cv2
 import numpy as np
 
 from keyhead.config import AugmentConfig
-
-
-def resize_matrix(src_wh: tuple[float, float], dst_wh: tuple[float, float]) -> np.ndarray:
-    """3x3 matrix of a resize from ``src_wh`` to ``dst_wh``: x -> (x + 0.5) * s - 0.5."""
-    sx, sy = dst_wh[0] / src_wh[0], dst_wh[1] / src_wh[1]
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=np.float64)
+from keyhead.utils.image import resize_matrix  # noqa: F401  (re-exported)
 
 
 def box_matrix(box_xywh: np.ndarray, dst_wh: tuple[int, int], margin: float = 1.25) -> np.ndarray:

@@ -17,21 +17,10 @@ from keyhead.config import AugmentConfig
 from keyhead.data.augment import box_matrix, photometric, random_affine, resize_matrix, transform_points, warp
 from keyhead.errors import KeyheadError
 from keyhead.types import LabeledFrames
+from keyhead.utils.image import read_image  # noqa: F401  (re-exported: keyhead.data.dataset.read_image)
 from keyhead.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
-
-
-def read_image(path: str | os.PathLike, in_channels: int = 3) -> np.ndarray:
-    """Read an image as uint8 (H, W, C) RGB or (H, W, 1) grayscale; a clear error if missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise KeyheadError(f"image {path} does not exist; fix the path in the label file or restore the image")
-    flag = cv2.IMREAD_GRAYSCALE if in_channels == 1 else cv2.IMREAD_COLOR
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flag)
-    if img is None:
-        raise KeyheadError(f"image {path} could not be decoded (corrupt or not an image); replace or remove it")
-    return img[..., None] if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 class ImageCache:

@@ -17,6 +17,7 @@ import numpy as np
 
 from keyhead.errors import KeyheadError
 from keyhead.utils.files import collect_images
+from keyhead.utils.image import read_image, resize_matrix
 from keyhead.utils.io import atomic_path, atomic_write
 
 PRED = (40, 40, 230)  # BGR red, as keyhead's overlays (prediction red)
@@ -40,24 +41,6 @@ def resolve_onnx(run_or_onnx: str | os.PathLike) -> Path:
     elif path.suffix.lower() != ".onnx":
         raise KeyheadError(f"{path}: --runtime onnx needs a run folder or a .onnx file from `keyhead export`")
     return path
-
-
-def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
-    """(H, W, C) uint8 RGB (C=3) or gray (C=1); a clear error for missing or undecodable files."""
-    path = Path(path)
-    if not path.is_file():
-        raise KeyheadError(f"image {path} does not exist")
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flag)
-    if img is None:
-        raise KeyheadError(f"image {path} could not be decoded (corrupt or not an image); replace or remove it")
-    return img[..., None] if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def resize_matrix(src_wh: tuple[float, float], dst_wh: tuple[float, float]) -> np.ndarray:
-    """3x3 matrix of a resize from ``src_wh`` to ``dst_wh``: x -> (x + 0.5) * s - 0.5."""
-    sx, sy = dst_wh[0] / src_wh[0], dst_wh[1] / src_wh[1]
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]], dtype=np.float64)
 
 
 class OnnxKeypointModel:

@@ -1,0 +1,35 @@
+"""Shared by the bench scripts (run as ``python bench/NAME.py``, so this folder is on ``sys.path``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def machine() -> dict:
+    """What the numbers were measured on, and how busy it was when the bench started."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.is_available(),
+        "load_average_at_start": os.getloadavg(),
+        "platform": platform.platform(),
+    }
+
+
+def write_section(results: Path, section: str, payload: dict) -> None:
+    """Replace one section of a results JSON (other sections kept), with the machine facts, atomically."""
+    from keyhead.utils.io import atomic_write
+
+    data = json.loads(results.read_text()) if results.is_file() else {}
+    data[section] = payload
+    data["machine"] = machine()
+    with atomic_write(results) as f:
+        json.dump(data, f, indent=1)
+    print(f"[bench] wrote {section} to {results}", flush=True)
