@@ -10,7 +10,9 @@ Writes bench/results/fomm.json and bench/results/fomm.md (+ fomm_compress.png) w
   regressor fitted / evaluated on the labelled PNGs (which are not frames of that video).
 - ``compression``: a supervised faithful vox-256 detector (``fomm_kp`` template, 10 of the 68 face landmarks, the
   synthetic labelled frames, budget ``--teacher-minutes``) is the teacher; ``keyhead compress`` makes the light
-  student on the synthetic video's frames and times every step in one process at 256x256, batch 1.
+  student on the synthetic video's frames and times every step in one process at 256x256, batch 1. The student starts
+  from the teacher's channels and distils for a fixed number of steps (``--distill-steps``; ~19 min here), so the
+  deviation does not depend on the machine's speed.
 
 Usage:
     flock /tmp/keyhead-heavy.lock .venv/bin/python bench/fomm.py [--parts unsupervised compression mirror_mouse]
@@ -139,11 +141,13 @@ def compression(args: argparse.Namespace, data: Path) -> dict:
         block_expansion=args.student_width,
         max_features=args.student_max_features,
         distill_steps=args.distill_steps,
-        max_minutes=args.distill_minutes,
+        max_minutes=args.distill_minutes or None,
         max_frames=args.max_frames,
         augment_copies=args.augment_copies,
         occlusion_copies=args.occlusion_copies,
-        separable_head=not args.full_head,
+        init=args.init,
+        separable=args.separable,
+        separable_head={"all": True, "none": False}.get(args.separable_head, args.separable_head),
         repeats=args.repeats,
     )
     out = RUNS / "compressed"
@@ -229,8 +233,6 @@ def write(results: dict) -> None:
                 "|---" * (len(names) + 1) + "|",
             ]
             for r in per_kp:
-                if r["step"] in ("width", "separable"):  # untrained architecture rows
-                    continue
                 vals = r["deviation_per_keypoint_px"]
                 lines.append(f"| {r['step']} | " + " | ".join(f"{vals[n]:.2f}" for n in names) + " |")
             lines.append("")
@@ -254,16 +256,22 @@ def main() -> None:
     parser.add_argument("--teacher-minutes", type=float, default=8.0)
     parser.add_argument("--reuse-teacher", action="store_true", help="keep an existing bench teacher run")
     parser.add_argument("--student-width", type=int, default=16)
-    parser.add_argument("--student-max-features", type=int, default=256)
-    parser.add_argument("--distill-steps", type=int, default=100_000)
-    parser.add_argument("--distill-minutes", type=float, default=10.0)
+    parser.add_argument("--student-max-features", type=int, default=128)
+    parser.add_argument("--init", default="teacher", choices=["teacher", "random"], help="the student's first weights")
+    parser.add_argument("--separable", action="store_true", help="depthwise-separable hourglass (needs --init random)")
+    parser.add_argument(
+        "--distill-steps", type=int, default=3600, help="distillation steps (a fixed count: the same result anywhere)"
+    )
+    parser.add_argument("--distill-minutes", type=float, default=0.0, help="wall-clock cap instead; 0: none")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--max-frames", type=int, default=600, help="video frames for distillation + held out")
     parser.add_argument("--augment-copies", type=int, default=2, help="TPS-warped copies per distillation frame")
     parser.add_argument(
         "--occlusion-copies", type=int, default=1, help="occluded copies per (warped) distillation frame"
     )
-    parser.add_argument("--full-head", action="store_true", help="full (not depthwise-separable) 7x7 head convolutions")
+    parser.add_argument(
+        "--separable-head", default="jacobian", choices=["all", "jacobian", "none"], help="separable 7x7 head convs"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)

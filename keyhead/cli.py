@@ -401,15 +401,22 @@ def compress(
         Path | None, typer.Option(help="unlabelled video or frame folder to distil on (default: the run's data)")
     ] = None,
     block_expansion: Annotated[int, typer.Option(help="student hourglass width")] = 16,
-    max_features: Annotated[int, typer.Option(help="student hourglass channel cap")] = 256,
+    max_features: Annotated[int, typer.Option(help="student hourglass channel cap")] = 128,
+    init: Annotated[
+        str, typer.Option(help="student's first weights: teacher (its strongest channels) or random")
+    ] = "teacher",
+    separable: Annotated[
+        bool,
+        typer.Option("--separable/--full", help="depthwise-separable hourglass 3x3 convolutions (needs --init random)"),
+    ] = False,
     distill_steps: Annotated[int, typer.Option(help="most distillation steps (--minutes usually ends it)")] = 100_000,
-    minutes: Annotated[float | None, typer.Option(help="distillation wall-clock budget")] = 10.0,
+    minutes: Annotated[float | None, typer.Option(help="distillation wall-clock budget")] = 14.0,
     max_frames: Annotated[int, typer.Option(help="frames used (evenly spaced); a quarter are held out")] = 600,
     augment_copies: Annotated[int, typer.Option(help="TPS-warped copies per distillation frame")] = 2,
     occlusion_copies: Annotated[int, typer.Option(help="occluded copies per (warped) distillation frame")] = 1,
     separable_head: Annotated[
-        bool, typer.Option("--separable-head/--full-head", help="depthwise-separable or full 7x7 head convolutions")
-    ] = True,
+        str, typer.Option(help="depthwise-separable 7x7 head convolutions: all, jacobian or none")
+    ] = "jacobian",
     repeats: Annotated[int, typer.Option(help="timed passes per latency")] = 30,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
@@ -424,7 +431,9 @@ def compress(
         max_frames=max_frames,
         augment_copies=augment_copies,
         occlusion_copies=occlusion_copies,
-        separable_head=separable_head,
+        init=init,
+        separable=separable,
+        separable_head={"all": True, "none": False}.get(separable_head, separable_head),
         repeats=repeats,
     )
     report = compress_detector(model, out, frames=frames, settings=settings, progress=not no_progress)

@@ -189,6 +189,8 @@ def test_unsupervised_train_resume_load_and_evaluate(tmp_path):
         (["fomm-train", "x.mp4", "--input-size", "100"], "multiple of 32"),
         (["fomm-eval", "{tmp}", "--labels", "{tmp}/notes.txt"], "not an unsupervised FOMM run"),
         (["compress", "{tmp}/nope"], "does not exist"),
+        (["compress", "{tmp}/nope", "--separable"], "no filters to take from the teacher"),
+        (["compress", "{tmp}/nope", "--separable-head", "kp"], "separable_head must be"),
     ],
     ids=[
         "no-video",
@@ -199,6 +201,8 @@ def test_unsupervised_train_resume_load_and_evaluate(tmp_path):
         "bad-size",
         "eval-not-run",
         "compress-missing",
+        "compress-separable-from-teacher",
+        "compress-bad-head",
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, args, needle):

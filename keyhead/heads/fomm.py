@@ -139,7 +139,8 @@ class FommKPHead(nn.Module):
         single_jacobian_map: one Jacobian map shared by all keypoints instead of one per keypoint.
         downsample_factor: keyhead's heatmap stride setting; must equal log2 of the feature stride if given.
         separable: depthwise 7x7 + pointwise 1x1 instead of the full 7x7 keypoint and Jacobian convolutions (a light
-            student for ``keyhead compress``; the Jacobian's pointwise layer keeps the identity initialisation).
+            student for ``keyhead compress``; the Jacobian's pointwise layer keeps the identity initialisation);
+            ``"jacobian"``: only the Jacobian's (4 K maps: most of the head's work), a full keypoint convolution.
 
     Shapes:
         features[-1]: (B, C, H/s, W/s) -> logits (B, K, H/s - 2 * cell_offset, W/s - 2 * cell_offset).
@@ -156,10 +157,13 @@ class FommKPHead(nn.Module):
         estimate_jacobian: bool = True,
         single_jacobian_map: bool = False,
         downsample_factor: int | None = None,
-        separable: bool = False,
+        separable: bool | str = False,
     ) -> None:
         super().__init__()
         last = feature_info[-1]
+        if separable not in (True, False, "jacobian"):
+            raise KeyheadError(f"head 'fomm_kp': separable must be true, false or 'jacobian', got {separable!r}")
+        separable = "jacobian" if separable == "jacobian" else bool(separable)
         if downsample_factor is not None and 2**downsample_factor != last.stride:
             raise KeyheadError(
                 f"head 'fomm_kp' predicts at the backbone stride {last.stride}, but model.downsample_factor="
@@ -175,12 +179,12 @@ class FommKPHead(nn.Module):
         self.pad = pad
         self.cell_offset = 7 // 2 - pad
         self.separable = separable
-        self.kp = _conv7(last.channels, num_keypoints, pad, separable)
+        self.kp = _conv7(last.channels, num_keypoints, pad, separable is True)
         self.keypoints = Gaussian2Kp(temperature)
         self.single_jacobian_map = single_jacobian_map
         if estimate_jacobian:
             self.num_jacobian_maps = 1 if single_jacobian_map else num_keypoints
-            self.jacobian: nn.Module | None = _conv7(last.channels, 4 * self.num_jacobian_maps, pad, separable)
+            self.jacobian: nn.Module | None = _conv7(last.channels, 4 * self.num_jacobian_maps, pad, bool(separable))
             last_conv = self.jacobian[-1] if separable else self.jacobian
             nn.init.zeros_(last_conv.weight)
             with torch.no_grad():

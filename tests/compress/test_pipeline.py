@@ -150,9 +150,8 @@ def test_measure_latency_reports_medians():
     assert set(res) == {"a", "b"} and all(r["median_ms"] >= 0 and r["repeats"] == 5 for r in res.values())
 
 
-@pytest.mark.slow
-def test_compress_pipeline_end_to_end(tmp_path):
-    """Teacher run folder -> light run + ONNX + int8 + report; the light run loads like any keyhead run (~20 s)."""
+def teacher_run(tmp_path):
+    """A tiny FOMM teacher run folder whose data is a 24-frame 64x64 video."""
     from keyhead.config import RunConfig, save_config
     from keyhead.engine.checkpoint import save_weights
 
@@ -172,7 +171,23 @@ def test_compress_pipeline_end_to_end(tmp_path):
     save_config(cfg, run / "config.yaml")
     (run / "keypoints.txt").write_text("a\nb\nc\n")
     save_weights(teacher.model, run / "model.safetensors")
-    settings = CompressSettings(block_expansion=2, max_features=8, distill_steps=10, distill_batch_size=4, repeats=3)
+    return run
+
+
+@pytest.mark.slow
+def test_compress_pipeline_end_to_end(tmp_path):
+    """Teacher run folder -> light run + ONNX + int8 + report; the light run loads like any keyhead run (~20 s)."""
+    run = teacher_run(tmp_path)
+    settings = CompressSettings(
+        block_expansion=2,
+        max_features=8,
+        separable=True,
+        separable_head=True,
+        init="random",
+        distill_steps=10,
+        distill_batch_size=4,
+        repeats=3,
+    )
     report = compress_detector(run, tmp_path / "out", settings=settings, progress=False)
     rows = {r["step"]: r for r in report.rows}
     assert list(rows)[:6] == ["faithful", "width", "separable", "distilled", "faithful onnxruntime", "onnxruntime"]
@@ -202,9 +217,8 @@ def test_student_config_full_or_separable_head(tmp_path):
             "model": {"backbone": "fomm_hourglass", "backbone_kwargs": TINY, "head": "fomm_kp"},
         }
     )
-    light = student_config(
-        cfg, CompressSettings(block_expansion=2, max_features=8, separable_head=False), separable=True
-    )
+    narrow = CompressSettings(block_expansion=2, max_features=8, separable=True, separable_head=False, init="random")
+    light = student_config(cfg, narrow, light=True)
     assert light.model.backbone_kwargs == {
         **TINY,
         "block_expansion": 2,
@@ -214,8 +228,44 @@ def test_student_config_full_or_separable_head(tmp_path):
     }
     model = model_from_config(light, ["a", "b", "c"], pretrained=False)
     assert model.head.kp.kernel_size == (7, 7) and model.head.kp.groups == 1  # a full 7x7 keypoint convolution
-    both = student_config(cfg, CompressSettings(separable_head=True), separable=True)
+    both = student_config(cfg, CompressSettings(separable_head=True), light=True)
     assert both.model.head_kwargs["separable"] is True
-    width = student_config(cfg, CompressSettings(block_expansion=2, max_features=8), separable=False)
+    default = model_from_config(student_config(cfg, CompressSettings(), light=True), ["a"], pretrained=False)
+    assert default.head.kp.groups == 1 and default.head.jacobian[0].groups == default.head.jacobian[0].in_channels
+    assert default.backbone.predictor.encoder.down_blocks[0].conv.groups == 1  # full 3x3 (teacher-initialised)
+    width = student_config(cfg, CompressSettings(block_expansion=2, max_features=8), light=False)
     assert "separable" not in width.model.backbone_kwargs and "separable" not in width.model.head_kwargs
     assert cfg.model.backbone_kwargs == TINY  # the teacher's config is untouched
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"init": "imagenet"}, "init must be"),
+        ({"separable_head": "kp"}, "separable_head must be"),
+        ({"separable": True}, "no filters to take from the teacher"),
+        ({"block_expansion": 64, "max_features": 32}, "block_expansion <= max_features"),
+    ],
+)
+def test_contradictory_settings_are_refused_before_any_work(tmp_path, kwargs, match):
+    from keyhead.errors import KeyheadError
+
+    with pytest.raises(KeyheadError, match=match):
+        compress_detector(tmp_path / "no_such_run", tmp_path / "out", settings=CompressSettings(**kwargs))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_compress_default_student_starts_from_the_teacher(tmp_path):
+    """Default settings: a narrower full-convolution student initialised from the teacher, separable Jacobian."""
+    settings = CompressSettings(
+        block_expansion=2, max_features=8, distill_steps=5, distill_batch_size=4, repeats=2, int8=()
+    )
+    report = compress_detector(teacher_run(tmp_path), tmp_path / "out", settings=settings, progress=False)
+    rows = {r["step"]: r for r in report.rows}
+    assert "teacher's strongest channels" in rows["width"]["note"]
+    assert rows["separable"]["note"].startswith("+ depthwise-separable Jacobian 7x7")
+    assert report.settings["init"] == "teacher"
+    light, _ = keyhead.load_run(tmp_path / "out" / "light")
+    assert light.backbone.predictor.encoder.down_blocks[0].conv.groups == 1
+    assert light.head.kp.groups == 1 and light.head.jacobian[0].groups > 1
