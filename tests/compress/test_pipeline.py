@@ -22,20 +22,13 @@ from keyhead.compress import (
 )
 from keyhead.fomm import FommKPDetector, kp_detector
 
+from ._detectors import make_detector
+
 TINY = {"block_expansion": 4, "max_features": 16, "num_blocks": 2}
 
 
 def tiny_detector(separable: bool = False, seed: int = 0) -> FommKPDetector:
-    torch.manual_seed(seed)
-    model = keyhead.create_model(
-        num_keypoints=3,
-        backbone="fomm_hourglass",
-        head="fomm_kp",
-        input_size=(64, 64),
-        backbone_kwargs={**TINY, "separable": separable, "strided_antialias": separable},
-        head_kwargs={"separable": separable},
-    )
-    return FommKPDetector(model).eval()
+    return make_detector(**TINY, separable=separable, head_separable=separable, seed=seed)
 
 
 def frames(n: int = 8, size: int = 64, seed: int = 0) -> torch.Tensor:

@@ -5,28 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-import keyhead
 from keyhead.compress.prune import channel_importance, init_from_teacher
 from keyhead.errors import KeyheadError
 from keyhead.fomm import FommKPDetector
 
+from ._detectors import make_detector
+
 
 def detector(block_expansion: int, max_features: int, seed: int, head_separable=False, separable=False):
-    torch.manual_seed(seed)
-    model = keyhead.create_model(
-        num_keypoints=3,
-        backbone="fomm_hourglass",
-        head="fomm_kp",
-        input_size=(64, 64),
-        backbone_kwargs={
-            "block_expansion": block_expansion,
-            "max_features": max_features,
-            "num_blocks": 3,
-            "separable": separable,
-        },
-        head_kwargs={"separable": head_separable},
-    )
-    return FommKPDetector(model).eval()
+    return make_detector(block_expansion, max_features, 3, separable, head_separable, seed)
 
 
 def half_dead_teacher(seed: int = 0) -> tuple[FommKPDetector, dict[str, torch.Tensor]]:
