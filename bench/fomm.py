@@ -147,7 +147,7 @@ def compression(args: argparse.Namespace, data: Path) -> dict:
         occlusion_copies=args.occlusion_copies,
         init=args.init,
         separable=args.separable,
-        separable_head={"all": True, "none": False}.get(args.separable_head, args.separable_head),
+        separable_head=args.separable_head,
         repeats=args.repeats,
     )
     out = RUNS / "compressed"

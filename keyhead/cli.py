@@ -433,7 +433,7 @@ def compress(
         occlusion_copies=occlusion_copies,
         init=init,
         separable=separable,
-        separable_head={"all": True, "none": False}.get(separable_head, separable_head),
+        separable_head=separable_head,
         repeats=repeats,
     )
     report = compress_detector(model, out, frames=frames, settings=settings, progress=not no_progress)

@@ -47,12 +47,13 @@ import torch
 
 from keyhead.compress.augment import occluded_copies, tps_copies
 from keyhead.compress.distill import TeacherTargets, distill, teacher_targets
-from keyhead.compress.prune import init_from_teacher
+from keyhead.compress.prune import channel_importance, init_from_teacher
 from keyhead.compress.runtime import OrtDetector, PixelDetector, export_fomm_onnx, measure_latency, quantize_onnx
 from keyhead.config import RunConfig, save_config
 from keyhead.engine.checkpoint import save_weights
 from keyhead.errors import KeyheadError
 from keyhead.fomm import FommKPDetector
+from keyhead.heads.fomm import HEAD_SEPARABLE
 from keyhead.profile import profile_model
 from keyhead.run import load_run, model_from_config
 from keyhead.unsupervised.evaluate import split_indices
@@ -69,7 +70,7 @@ class CompressSettings:
     block_expansion: int = 16
     max_features: int = 128
     separable: bool = False  # depthwise-separable hourglass 3x3 convolutions (needs init "random")
-    separable_head: bool | str = "jacobian"  # depthwise-separable 7x7 head convolutions: True, False or "jacobian"
+    separable_head: bool | str = "jacobian"  # separable 7x7 head convolutions: True / "all", False / "none", "jacobian"
     init: str = "teacher"  # the student's first weights: "teacher" (channel selection) or "random"
     init_frames: int = 128  # distillation frames for the channel importance and BatchNorm statistics
     distill_steps: int = 100_000
@@ -85,6 +86,9 @@ class CompressSettings:
     teacher_onnx: bool = True  # also time the teacher in onnxruntime (the same runtime as the light model)
     calibration_frames: int = 32
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.separable_head = {"all": True, "none": False}.get(self.separable_head, self.separable_head)
 
 
 @dataclass
@@ -265,8 +269,9 @@ def compress_detector(
     if settings.init == "teacher":
         pick = torch.randperm(len(distill_frames), generator=torch.Generator().manual_seed(settings.seed))
         init_x = to_model_input(distill_frames[pick[: settings.init_frames]])
-        init_from_teacher(width, teacher, init_x)
-        init_from_teacher(light, teacher, init_x)
+        importance = channel_importance(teacher, init_x)  # one teacher pass for both students
+        init_from_teacher(width, teacher, init_x, importance=importance)
+        init_from_teacher(light, teacher, init_x, importance=importance)
     untrained = copy.deepcopy(light).eval()
     history = distill(
         light,
@@ -397,9 +402,9 @@ def check_settings(settings: CompressSettings) -> None:
     """Refuse contradictory or unknown settings before any work is done."""
     if settings.init not in ("teacher", "random"):
         raise KeyheadError(f"compress: init must be 'teacher' or 'random', got {settings.init!r}")
-    if settings.separable_head not in (True, False, "jacobian"):
+    if settings.separable_head not in HEAD_SEPARABLE:
         raise KeyheadError(
-            f"compress: separable_head must be true, false or 'jacobian', got {settings.separable_head!r}"
+            f"compress: separable_head must be all, jacobian or none (true / false), got {settings.separable_head!r}"
         )
     if settings.init == "teacher" and settings.separable:
         raise KeyheadError(

@@ -42,11 +42,16 @@ def _blocks(bb: FommHourglassBackbone) -> tuple[list[nn.Module], list[nn.Module]
 
 @torch.no_grad()
 def channel_importance(teacher: FommKPDetector, x: Tensor, batch_size: int = 16) -> dict[str, Tensor]:
-    """Mean post-ReLU activation per output channel of every hourglass block (keys ``down.i`` / ``up.i``)."""
+    """Mean post-ReLU activation per output channel of every hourglass block (keys ``down.i`` / ``up.i``), and the
+    mean of the anti-aliased input per channel (``input``: the hourglass's last skip, part of the head's input)."""
     bb, _ = _parts(teacher)
     down, up = _blocks(bb)
     sums: dict[str, Tensor] = {}
-    hooks = []
+
+    def input_hook(_m, _inp, out):
+        sums["input"] = sums.get("input", 0) + out.float().mean(dim=(2, 3)).sum(0)
+
+    hooks = [bb.down.register_forward_hook(input_hook)]
     for prefix, blocks in (("down", down), ("up", up)):
         for i, block in enumerate(blocks):
 
@@ -123,9 +128,14 @@ def _recalibrate_batchnorm(student: FommKPDetector, x: Tensor, batch_size: int) 
 
 @torch.no_grad()
 def init_from_teacher(
-    student: FommKPDetector, teacher: FommKPDetector, x: Tensor, batch_size: int = 16, recalibrate: bool = True
+    student: FommKPDetector,
+    teacher: FommKPDetector,
+    x: Tensor,
+    batch_size: int = 16,
+    recalibrate: bool = True,
+    importance: dict[str, Tensor] | None = None,
 ) -> dict[str, list[int]]:
-    """Initialise ``student`` (a narrower, possibly separable FOMM detector) from ``teacher`` on images ``x``.
+    """Initialise ``student`` (a narrower FOMM detector, full hourglass convolutions) from ``teacher`` on images ``x``.
 
     Args:
         student: the light detector; same ``num_blocks``, input channels, keypoints and head options as the teacher.
@@ -134,6 +144,7 @@ def init_from_teacher(
             BatchNorm statistics.
         batch_size: frames per forward pass.
         recalibrate: re-estimate the student's BatchNorm statistics on ``x`` (otherwise the teacher's are kept).
+        importance: :func:`channel_importance` of the teacher on ``x``, when already computed (several students).
 
     Returns:
         The kept teacher channels of every block (``down.i`` / ``up.i`` / ``head_in``), for the report.
@@ -149,29 +160,26 @@ def init_from_teacher(
         )
     if (t_head.jacobian is None) != (s_head.jacobian is None) or t_head.num_jacobian_maps != s_head.num_jacobian_maps:
         raise KeyheadError("teacher initialisation: the student's Jacobian head must match the teacher's")
-    importance = channel_importance(teacher, x, batch_size)
+    if importance is None:
+        importance = channel_importance(teacher, x, batch_size)
     kept: dict[str, list[int]] = {}
-    in_channels = t_bb.in_channels
-    keep_in = torch.arange(in_channels)
-    skips = [(keep_in, in_channels)]  # (kept channels, teacher width) of every encoder output
+    keep_in = torch.arange(t_bb.in_channels)
+    skips = [keep_in]  # the kept channels of every encoder output (the input first)
     for i, (tb, sb) in enumerate(zip(t_down, s_down, strict=True)):
         keep_out = _top(importance[f"down.{i}"], sb.norm.num_features)
         _copy_block(tb, sb, keep_in, keep_out)
         kept[f"down.{i}"] = keep_out.tolist()
-        skips.append((keep_out, tb.norm.num_features))
+        skips.append(keep_out)
         keep_in = keep_out
     skips.pop()  # the deepest encoder output is the decoder's input, not a skip
     for i, (tb, sb) in enumerate(zip(t_up, s_up, strict=True)):
         keep_out = _top(importance[f"up.{i}"], sb.norm.num_features)
         _copy_block(tb, sb, keep_in, keep_out)
         kept[f"up.{i}"] = keep_out.tolist()
-        skip_keep, _ = skips.pop()
-        keep_in = torch.cat([keep_out, tb.norm.num_features + skip_keep])
+        keep_in = torch.cat([keep_out, tb.norm.num_features + skips.pop()])
     kept["head_in"] = keep_in.tolist()
     # mean of every head input channel: the last decoder block's activations, then the raw (anti-aliased) input
-    last_mean = importance[f"up.{len(t_up) - 1}"]
-    x_mean = t_bb.down(x[: max(1, min(len(x), 64))]).mean(dim=(0, 2, 3))
-    mean_in = torch.cat([last_mean, x_mean])
+    mean_in = torch.cat([importance[f"up.{len(t_up) - 1}"], importance["input"]])
     for name in ("kp", "jacobian"):  # a separable head convolution keeps its own initialisation
         t_conv, s_conv = getattr(t_head, name), getattr(s_head, name)
         if t_conv is not None and isinstance(s_conv, nn.Conv2d):

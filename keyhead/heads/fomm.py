@@ -94,6 +94,9 @@ def pixels_to_fomm(xy: Tensor, heatmap_size: tuple[int, int], stride: int, offse
     return ((xy + 0.5) / stride - 0.5 - offset) / size * 2 - 1
 
 
+HEAD_SEPARABLE = (True, False, "jacobian")  # the values of FommKPHead's ``separable``
+
+
 def _conv7(in_channels: int, out_channels: int, pad: int, separable: bool) -> nn.Module:
     if separable:
         return nn.Sequential(
@@ -161,7 +164,7 @@ class FommKPHead(nn.Module):
     ) -> None:
         super().__init__()
         last = feature_info[-1]
-        if separable not in (True, False, "jacobian"):
+        if separable not in HEAD_SEPARABLE:
             raise KeyheadError(f"head 'fomm_kp': separable must be true, false or 'jacobian', got {separable!r}")
         separable = "jacobian" if separable == "jacobian" else bool(separable)
         if downsample_factor is not None and 2**downsample_factor != last.stride:

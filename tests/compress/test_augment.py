@@ -7,11 +7,11 @@ import inspect
 import numpy as np
 import torch
 
-import keyhead
 from keyhead.compress import CompressSettings, teacher_targets
 from keyhead.compress.augment import occluded_copies, tps_copies
 from keyhead.compress.pipeline import distillation_set
-from keyhead.fomm import FommKPDetector
+
+from ._detectors import make_detector
 
 
 def frames(n: int = 4, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -48,15 +48,7 @@ def test_tps_copies_warp_every_frame():
 
 
 def test_distillation_set_holds_the_frames_first_and_the_teachers_answers():
-    torch.manual_seed(0)
-    model = keyhead.create_model(
-        num_keypoints=3,
-        backbone="fomm_hourglass",
-        head="fomm_kp",
-        input_size=(64, 64),
-        backbone_kwargs={"block_expansion": 4, "max_features": 16, "num_blocks": 2},
-    )
-    teacher = FommKPDetector(model).eval()
+    teacher = make_detector(seed=0)
     x = frames(4)
     settings = CompressSettings(augment_copies=1, occlusion_copies=2)
     out, targets = distillation_set(teacher, x, settings)
@@ -84,6 +76,8 @@ def test_cli_defaults_are_the_library_defaults():
         "augment_copies": "augment_copies",
         "occlusion_copies": "occlusion_copies",
         "separable_head": "separable_head",
+        "init": "init",
+        "separable": "separable",
         "repeats": "repeats",
     }
     for cli_name, field in pairs.items():

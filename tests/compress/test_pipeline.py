@@ -231,6 +231,12 @@ def test_student_config_full_or_separable_head(tmp_path):
     assert cfg.model.backbone_kwargs == TINY  # the teacher's config is untouched
 
 
+def test_separable_head_names_as_on_the_command_line():
+    assert CompressSettings(separable_head="all").separable_head is True
+    assert CompressSettings(separable_head="none").separable_head is False
+    assert CompressSettings(separable_head="jacobian").separable_head == "jacobian"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
