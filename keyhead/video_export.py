@@ -94,12 +94,12 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, name: str, out
 
 def _check(module: nn.Module, path: Path, name: str, example: torch.Tensor) -> None:
     """Refuse a graph whose outputs differ from eager PyTorch (random input, another batch size than traced)."""
-    from keyhead.runtime.video_onnx import session
+    from keyhead.runtime.session import ort_session
 
     with torch.inference_mode():
         eager = module(example)
     eager = [t.float().numpy() for t in (eager if isinstance(eager, tuple) else (eager,))]
-    got = session(path).run(None, {name: example.numpy()})
+    got = ort_session(path).run(None, {name: example.numpy()})
     for i, (a, b) in enumerate(zip(eager, got, strict=True)):
         tol = TOLERANCE_PX if i == 0 else TOLERANCE_PX / 10
         if a.shape != b.shape or (np.isnan(a) != np.isnan(b)).any():

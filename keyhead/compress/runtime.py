@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from keyhead.errors import KeyheadError
 from keyhead.fomm import FommKPDetector
+from keyhead.runtime.session import ort_session
 from keyhead.utils.io import atomic_path
 
 __all__ = ["OrtDetector", "PixelDetector", "export_fomm_onnx", "measure_latency", "quantize_onnx"]
@@ -76,17 +77,8 @@ class OrtDetector:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # no busy-waiting worker threads after a call: they would take the cores from whatever runs next (the
-        # eager models interleaved with this session in ``measure_latency``) and inflate its latency
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        # no spin-waiting (ort_session): ORT's busy worker threads would slow the eager models timed beside it
+        self.session = ort_session(path, threads or torch.get_num_threads())
         self.path = Path(path)
 
     def __call__(self, images: Tensor | np.ndarray) -> np.ndarray:

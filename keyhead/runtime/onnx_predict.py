@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from keyhead.errors import KeyheadError
+from keyhead.runtime.session import ort_session
 from keyhead.utils.files import collect_images
 from keyhead.utils.image import read_image, resize_matrix
 from keyhead.utils.io import atomic_path, atomic_write
@@ -56,8 +57,6 @@ class OnnxKeypointModel:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.path = resolve_onnx(path)
         side = Path(str(self.path) + ".json")
         if not side.is_file():
@@ -71,10 +70,7 @@ class OnnxKeypointModel:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise KeyheadError(f"{side}: not a keyhead ONNX sidecar ({exc}); export the run again") from None
         self.skeleton = [(str(a), str(b)) for a, b in self.meta.get("skeleton", [])]
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.session = ort_session(self.path, threads)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, C) uint8 image -> ((C, h, w) float32 in [0, 1], 3x3 original -> input matrix)."""

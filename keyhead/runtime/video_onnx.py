@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from keyhead.errors import KeyheadError
+from keyhead.runtime.session import ort_session
 
 FOLDER = "video_onnx"
 #: bump when the layout of the graphs or of meta.json changes: older caches are then exported again
@@ -41,21 +42,6 @@ def fingerprint(run_dir: str | os.PathLike, weights: str = "model.safetensors") 
             with open(path, "rb") as f:
                 digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
-
-
-def session(path: str | os.PathLike, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session tuned for streaming: all graph optimisations, one intra-op pool of
-    ``threads`` (default: all cores), and no spin-waiting, so the frame-decoding thread gets the cores
-    whenever the network is not running."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxVideoNet:
@@ -82,10 +68,10 @@ class OnnxVideoNet:
         self.offsets = [int(o) for o in self.meta["offsets"]]
         self.keypoint_names = [str(n) for n in self.meta["keypoint_names"]]
         if len(self.offsets) > 1:
-            self._features = session(self.folder / "features.onnx", threads)
-            self._window = session(self.folder / "window.onnx", threads)
+            self._features = ort_session(self.folder / "features.onnx", threads)
+            self._window = ort_session(self.folder / "window.onnx", threads)
         else:
-            self._frame = session(self.folder / "frame.onnx", threads)
+            self._frame = ort_session(self.folder / "frame.onnx", threads)
 
     def frames(self, x: np.ndarray) -> Any:
         """Images (B, C, H, W) float32 in [0, 1] -> (xy (B, K, 2) input px, confidence (B, K)) for single-frame
