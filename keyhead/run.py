@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -12,9 +11,8 @@ from keyhead.engine.checkpoint import load_weights
 from keyhead.errors import KeyheadError
 from keyhead.model import KeypointModel, create_model
 from keyhead.types import LabeledFrames
+from keyhead.utils.files import check_run_dir
 from keyhead.utils.weights import trust_pickle
-
-REQUIRED = ("config.yaml", "model.safetensors")
 
 
 def check_components(cfg: RunConfig) -> None:
@@ -31,16 +29,6 @@ def check_components(cfg: RunConfig) -> None:
     loss_spec(cfg.model.loss)
     if cfg.model.decoder is not None:
         DECODERS.get(cfg.model.decoder)
-
-
-def check_run_dir(run_dir: str | os.PathLike) -> Path:
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise KeyheadError(f"run folder {run} does not exist; pass the folder `keyhead train` printed")
-    missing = [name for name in REQUIRED if not (run / name).is_file()]
-    if missing:
-        raise KeyheadError(f"run folder {run} is missing {', '.join(missing)}; it is not a finished keyhead run")
-    return run
 
 
 def model_from_config(cfg: RunConfig, keypoint_names: list[str], pretrained: bool | str | None = None) -> KeypointModel:

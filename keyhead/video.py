@@ -23,6 +23,7 @@ import numpy as np
 from keyhead._video_stream import completed_rows
 from keyhead.data.context import VIDEO_EXTS
 from keyhead.errors import KeyheadError
+from keyhead.utils.files import RUN_FILES, check_run_dir
 from keyhead.utils.io import atomic_path, atomic_write
 
 __all__ = [
@@ -491,17 +492,6 @@ def _draw(img, xy, conf, threshold, skeleton, colors) -> None:
         cv2.circle(img, (round(xy[j, 0]), round(xy[j, 1])), r, colors[j % len(colors)], -1, cv2.LINE_AA)
 
 
-def _check_run_dir(run_dir: str | os.PathLike) -> Path:
-    """:func:`keyhead.run.check_run_dir` without importing torch (``keyhead.run`` imports the model code)."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise KeyheadError(f"run folder {run} does not exist; pass the folder `keyhead train` printed")
-    missing = [n for n in ("config.yaml", "model.safetensors", "keypoints.txt") if not (run / n).is_file()]
-    if missing:
-        raise KeyheadError(f"run folder {run} is missing {', '.join(missing)}; it is not a finished keyhead run")
-    return run
-
-
 def predict_videos(
     run_dir: str | os.PathLike,
     videos: list[str | os.PathLike],
@@ -523,7 +513,7 @@ def predict_videos(
     Returns:
         One :class:`keyhead.video.VideoPrediction` per video.
     """
-    run = _check_run_dir(run_dir)
+    run = check_run_dir(run_dir, (*RUN_FILES, "keypoints.txt"))
     if runtime == "onnx":
         from keyhead.runtime.video_onnx import cached_video_net
 
