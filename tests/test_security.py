@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import re
@@ -125,7 +126,7 @@ def test_trusted_plain_checkpoint_converts_and_loads(tmp_path, capsys):
 
 
 def test_no_unsafe_loaders_in_the_package():
-    """Every torch.load passes weights_only=True; no pickle.load, yaml.load or yaml.unsafe_load anywhere."""
+    """Every torch.load passes weights_only=True; no pickle.load, pandas HDF reader, yaml.load or yaml.unsafe_load."""
     offences = []
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text()
@@ -138,7 +139,15 @@ def test_no_unsafe_loaders_in_the_package():
             call = text[match.start() : end + 1]
             if "weights_only=True" not in call:
                 offences.append(f"{path.name}: {call}")
-        for bad in ("pickle.load(", "pickle.loads(", "yaml.load(", "yaml.unsafe_load(", "yaml.full_load("):
+        for bad in (
+            "pickle.load(",
+            "pickle.loads(",
+            "read_hdf(",
+            "HDFStore(",
+            "yaml.load(",
+            "yaml.unsafe_load(",
+            "yaml.full_load(",
+        ):
             if bad in text:
                 offences.append(f"{path.name}: {bad}")
     assert not offences, offences
@@ -192,3 +201,89 @@ def test_label_paths_inside_the_project_are_fine(tmp_path):
     frames = load_labels(_coco(tmp_path, "images/./a.png"))
     assert frames.image_paths == ["images/a.png"]
     assert pickle.dumps(frames.keypoints)  # plain arrays, nothing exotic
+
+
+# --- HDF5 label tables: pandas' reader unpickles object columns and attributes; keyhead's never unpickles code --
+
+
+def _evil_h5(tmp_path: Path, marker: Path) -> Path:
+    """A DeepLabCut-shaped pandas table in "fixed" format with one pickled object column that runs code."""
+    import pandas as pd
+
+    columns = pd.MultiIndex.from_product(
+        [["me"], ["nose", "tail"], ["x", "y"]], names=["scorer", "bodyparts", "coords"]
+    )
+    table = pd.DataFrame(np.ones((2, 4)), index=["labeled-data/a.png", "labeled-data/b.png"], columns=columns)
+    table[("me", "evil", "x")] = [_Payload(marker), None]
+    path = tmp_path / "evil.h5"
+    with pytest.warns(Warning):  # PerformanceWarning: pandas pickles the object column
+        table.to_hdf(path, key="df_with_missing", mode="w", format="fixed")
+    return path
+
+
+def test_pandas_would_run_the_payload(tmp_path):
+    """The attack is real: the file makes pandas' own reader execute code (so the tests below can fail)."""
+    import pandas as pd
+
+    marker = tmp_path / "marker.txt"
+    pd.read_hdf(_evil_h5(tmp_path, marker))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("command", ["convert", "train"])
+def test_object_column_h5_is_refused_without_running_it(tmp_path, capsys, command):
+    marker = tmp_path / "marker.txt"
+    evil = _evil_h5(tmp_path, marker)
+    out = tmp_path / "out"
+    if command == "convert":
+        code, err = _cli(capsys, "convert", evil, out / "labels.json")
+    else:
+        code, err = _cli(
+            capsys, "train", f"data.path={evil}", f"output_dir={out}", "model.backbone=tiny", "--no-progress"
+        )
+    assert not marker.exists(), "the pickle in the .h5 file ran"
+    assert code == 2, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("keyhead: error: ") and "evil.h5" in last and "pickle" in last, last
+    assert len(last) < 400
+    assert not out.exists() or not any(out.rglob("*.json"))
+
+
+def test_pickled_table_attribute_is_refused_without_running_it(tmp_path):
+    """A "table"-format file (what DeepLabCut and keyhead write) keeps column lists as pickled attributes."""
+    import h5py
+    import pandas as pd
+
+    columns = pd.MultiIndex.from_product([["me"], ["nose"], ["x", "y"]], names=["scorer", "bodyparts", "coords"])
+    path = tmp_path / "labels.h5"
+    pd.DataFrame(np.ones((2, 2)), index=["a.png", "b.png"], columns=columns).to_hdf(
+        path, key="df_with_missing", mode="w", format="table"
+    )
+    assert load_labels(path).keypoints.shape == (2, 1, 2)  # the honest file reads
+    marker = tmp_path / "marker.txt"
+    with h5py.File(path, "a") as f:
+        f["df_with_missing/table"].attrs["values_block_0_kind"] = np.bytes_(pickle.dumps(_Payload(marker), 0))
+    with pytest.raises(KeyheadError, match="labels.h5.*pickle"):
+        load_labels(path)
+    assert not marker.exists()
+    with contextlib.suppress(Exception):
+        pd.read_hdf(path)
+    assert marker.exists(), "pandas' reader should run this payload (else the test proves nothing)"
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "data").is_dir(), reason="no ../shared")
+@pytest.mark.parametrize(
+    "table",
+    [
+        "dlc-openfield-Pranav-2018-10-30/labeled-data/m4s1/CollectedData_Pranav.h5",
+        "dlc-Reaching-Mackenzie-2018-08-30/labeled-data/reachingvideo1/CollectedData_Mackenzie.h5",
+    ],
+)
+def test_real_deeplabcut_h5_reads_as_pandas_does(table):
+    import pandas as pd
+
+    from keyhead.io.hdf import read_pandas_hdf
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / table
+    pd.testing.assert_frame_equal(read_pandas_hdf(path), pd.read_hdf(path))

@@ -18,6 +18,7 @@ import yaml
 
 from keyhead.data.formats._common import relative_image_path, resolve_root
 from keyhead.errors import KeyheadError
+from keyhead.io.hdf import read_pandas_hdf
 from keyhead.types import LabeledFrames
 from keyhead.utils.io import atomic_write
 
@@ -132,16 +133,7 @@ def _csv_table(path: Path) -> _Table:
 
 def _h5_table(path: Path) -> _Table:
     _check_file(path)
-    try:
-        data = pd.read_hdf(path)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]  # HDF5 prints a C back trace first
-        reason = lines[-1] if lines else type(e).__name__
-        raise KeyheadError(
-            f"{path}: not a readable pandas HDF5 label table ({reason}); export it again from DeepLabCut"
-        ) from None
-    if not isinstance(data, pd.DataFrame):
-        raise KeyheadError(f"{path}: holds a {type(data).__name__}, not a DataFrame; export it again from DeepLabCut")
+    data = read_pandas_hdf(path)
     if "individuals" in data.columns.names:
         raise KeyheadError(f"{path}: {_MULTI_ANIMAL}")
     if data.columns.nlevels != 3:

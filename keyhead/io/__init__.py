@@ -1,0 +1,1 @@
+"""Files in and out, without torch: atomic writes, images, video, prediction tables, pandas HDF5, run folders."""
