@@ -25,7 +25,7 @@ def machine() -> dict:
 
 def write_section(results: Path, section: str, payload: dict) -> None:
     """Replace one section of a results JSON (other sections kept), with the machine facts, atomically."""
-    from keyhead.utils.io import atomic_write
+    from keyhead.io.atomic import atomic_write
 
     data = json.loads(results.read_text()) if results.is_file() else {}
     data[section] = payload

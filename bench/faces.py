@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from keyhead.compare import compare
     from keyhead.config import template_dir
-    from keyhead.evaluate import evaluate_run
+    from keyhead.evaluation.evaluate import evaluate_run
 
     if not HELEN.is_dir():
         print(f"[bench] {HELEN} not found; nothing to do")
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_results or args.frames:
         return 0
 
-    from keyhead.utils.io import atomic_write
+    from keyhead.io.atomic import atomic_write
 
     figures = RESULTS / "faces"
     figures.mkdir(parents=True, exist_ok=True)

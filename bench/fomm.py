@@ -3,7 +3,7 @@
 Writes bench/results/fomm.json and bench/results/fomm.md (+ fomm_compress.png) with the exact settings:
 
 - ``unsupervised``: ``keyhead synth --kind face`` (600-frame video, 256x256, seed 0), then unsupervised FOMM training
-  on the video (:class:`keyhead.unsupervised.UnsupervisedConfig`, wall-clock budget ``--unsup-minutes``), then the
+  on the video (:class:`keyhead.fomm.unsupervised.UnsupervisedConfig`, wall-clock budget ``--unsup-minutes``), then the
   linear-regression landmark error (68 true landmarks of every frame; every 4th block of 50 frames held out) next
   to the random-init baseline of the same detector. ``wall_s`` is the whole part (video, training, evaluation).
 - ``mirror_mouse`` (optional, ``--mouse-minutes`` > 0): the same on the Lightning Pose mirror-mouse video, the
@@ -58,7 +58,7 @@ def synth_data(args: argparse.Namespace) -> Path:
 
 
 def unsupervised(args: argparse.Namespace, video: Path, labels: Path, name: str, minutes: float) -> dict:
-    from keyhead.unsupervised import UnsupervisedConfig, evaluate_unsupervised, train_unsupervised
+    from keyhead.fomm.unsupervised import UnsupervisedConfig, evaluate_unsupervised, train_unsupervised
 
     run = RUNS / name
     shutil.rmtree(run, ignore_errors=True)
@@ -134,7 +134,7 @@ def teacher_summary(run: Path) -> dict:
 
 
 def compression(args: argparse.Namespace, data: Path) -> dict:
-    from keyhead.compress import CompressSettings, compress_detector
+    from keyhead.fomm.compress import CompressSettings, compress_detector
 
     teacher_run, teacher_info = teacher(args, data)
     settings = CompressSettings(
@@ -190,7 +190,7 @@ def write(results: dict) -> None:
     path = RESULTS / "fomm.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
     old.update(results)
-    from keyhead.utils.io import atomic_write
+    from keyhead.io.atomic import atomic_write
 
     with atomic_write(path) as f:
         json.dump(old, f, indent=2)

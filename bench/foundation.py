@@ -78,9 +78,10 @@ def throughput(batches: int = 12) -> None:
 
     from keyhead.config import load_config, template_dir
     from keyhead.data.dataset import make_split
+    from keyhead.data.prepare import prepare_data
     from keyhead.engine.module import KeypointModule
-    from keyhead.engine.train import make_loaders, prepare_data, quiet_lightning
-    from keyhead.run import model_from_config
+    from keyhead.engine.train import make_loaders, quiet_lightning
+    from keyhead.models.build import model_from_config
 
     quiet_lightning()
     data = SHARED / "lightning-pose-mirror-mouse-example"

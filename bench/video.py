@@ -51,7 +51,7 @@ def train_run(name: str, overrides: list[str]) -> tuple[Path, float]:
 
 
 def video_metrics(run: Path, video: Path, runtime: str = "torch") -> dict:
-    from keyhead.video import predict_videos
+    from keyhead.inference.video import predict_videos
 
     out = run / "predictions_bench"
     res = predict_videos(run, [video], out, runtime=runtime, resume=False, progress=False)[0]
@@ -63,9 +63,10 @@ def decoder_auroc(run: Path) -> dict:
     """Test pixel error and confidence AUROC with Lightning Pose's decoder and with the calibrated one."""
     from keyhead.data.dataset import load_split
     from keyhead.data.formats import load_labels
-    from keyhead.evaluate import evaluate_frames
+    from keyhead.data.prepare import select_keypoints
+    from keyhead.evaluation.evaluate import evaluate_frames
+    from keyhead.models.build import load_run
     from keyhead.registry import DECODERS
-    from keyhead.run import load_run, select_keypoints
 
     model, cfg = load_run(run)
     frames = select_keypoints(load_labels(cfg.data.path), model.keypoint_names)
@@ -144,8 +145,8 @@ def first_frame_seconds(run: Path, video: Path) -> dict:
     """
     import shutil
 
-    from keyhead.run import load_run
-    from keyhead.video import predict_video
+    from keyhead.inference.video import predict_video
+    from keyhead.models.build import load_run
 
     t0 = time.perf_counter()
     model, _ = load_run(run)
@@ -167,7 +168,7 @@ def bf16_deviation(head: str, video: Path, frames: int = 400) -> dict | None:
     (untrained speed models have flat heatmaps): distance to the float32 keypoints on the first frames, px."""
     import numpy as np
 
-    from keyhead.video import predict_videos, read_predictions
+    from keyhead.inference.video import predict_videos, read_predictions
 
     acc = json.loads(RESULTS.read_text()).get("accuracy", {}).get("results", {}) if RESULTS.is_file() else {}
     run = Path(acc.get(head, {}).get("run", ""))
@@ -225,7 +226,7 @@ def speed() -> None:
 
 
 def codecs() -> None:
-    from keyhead.video import transcode
+    from keyhead.io.video import transcode
 
     video = OPENFIELD / "videos" / "m3v1mp4.mp4"
     run = RUNS / "speed_heatmap"
@@ -233,7 +234,7 @@ def codecs() -> None:
     transcode(video, avi, "mjpeg", "avi", max_frames=300)
     out = {}
     for name, path in (("openfield_h264", video), ("openfield_mjpeg_avi", avi)):
-        from keyhead.video import predict_videos
+        from keyhead.inference.video import predict_videos
 
         res = predict_videos(run, [path], RUNS / "codecs", max_frames=300, resume=False, progress=False)[0]
         out[name] = {

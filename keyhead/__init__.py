@@ -18,40 +18,40 @@ from keyhead.errors import KeyheadError
 # Public names -> the module that defines them. They are imported on first use (PEP 562), so that
 # ``import keyhead`` stays light: the ONNX prediction path (keyhead.runtime) runs without torch installed.
 _LAZY = {
-    "CoordCodec": "keyhead.codecs",
-    "HeatmapCodec": "keyhead.codecs",
+    "CoordCodec": "keyhead.models.codecs",
+    "HeatmapCodec": "keyhead.models.codecs",
     "RunConfig": "keyhead.config",
     "load_config": "keyhead.config",
     "load_labels": "keyhead.data.formats",
-    "KeypointModel": "keyhead.model",
-    "create_model": "keyhead.model",
-    "load_run": "keyhead.run",
+    "KeypointModel": "keyhead.models.model",
+    "create_model": "keyhead.models.model",
+    "load_run": "keyhead.models.build",
     "Keypoints": "keyhead.types",
     "LabeledFrames": "keyhead.types",
-    "convert_labels": "keyhead.convert",
-    "export_onnx": "keyhead.export",
+    "convert_labels": "keyhead.data.formats.convert",
+    "export_onnx": "keyhead.export.onnx",
     "OnnxKeypointModel": "keyhead.runtime",
-    "predict_ensemble": "keyhead.ensemble",
-    "smooth_predictions": "keyhead.smooth",
+    "predict_ensemble": "keyhead.inference.ensembles",
+    "smooth_predictions": "keyhead.inference.smoothing",
     "write_report": "keyhead.report.html",
     "compare": "keyhead.compare",
-    "flip_predict": "keyhead.tta",
+    "flip_predict": "keyhead.models.tta",
 }
 
 if TYPE_CHECKING:
-    from keyhead.codecs import CoordCodec, HeatmapCodec
     from keyhead.compare import compare
     from keyhead.config import RunConfig, load_config
-    from keyhead.convert import convert_labels
     from keyhead.data.formats import load_labels
-    from keyhead.ensemble import predict_ensemble
-    from keyhead.export import export_onnx
-    from keyhead.model import KeypointModel, create_model
+    from keyhead.data.formats.convert import convert_labels
+    from keyhead.export.onnx import export_onnx
+    from keyhead.inference.ensembles import predict_ensemble
+    from keyhead.inference.smoothing import smooth_predictions
+    from keyhead.models.build import load_run
+    from keyhead.models.codecs import CoordCodec, HeatmapCodec
+    from keyhead.models.model import KeypointModel, create_model
+    from keyhead.models.tta import flip_predict
     from keyhead.report.html import write_report
-    from keyhead.run import load_run
     from keyhead.runtime import OnnxKeypointModel
-    from keyhead.smooth import smooth_predictions
-    from keyhead.tta import flip_predict
     from keyhead.types import Keypoints, LabeledFrames
 
 

@@ -79,7 +79,7 @@ def evaluate(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Evaluate a run's best weights: metrics.json per split and per keypoint, predictions, plots."""
-    from keyhead.evaluate import evaluate_run
+    from keyhead.evaluation.evaluate import evaluate_run
 
     evaluate_run(run_dir, data=data, progress=not no_progress, flip=flip)
 
@@ -118,7 +118,7 @@ def predict(
     (temporal norm, confidence, frames/s) and with --labeled-video an MP4 with the points drawn; an interrupted
     video prediction resumes where it stopped.
     """
-    from keyhead.data.context import VIDEO_EXTS
+    from keyhead.io.video import VIDEO_EXTS
 
     videos = [p for p in inputs if p.suffix.lower() in VIDEO_EXTS]
     images = [p for p in inputs if p.suffix.lower() not in VIDEO_EXTS]
@@ -126,7 +126,7 @@ def predict(
         _predict_light_or_ensemble(run_dir, images, videos, out, runtime, ensemble, combine, no_overlays, threshold)
         return
     if videos:
-        from keyhead.video import predict_videos
+        from keyhead.inference.video import predict_videos
 
         if flip:
             raise KeyheadError("--flip is for images; video prediction does not support it yet")
@@ -141,7 +141,7 @@ def predict(
                 + (f"; labelled video {res.labeled}" if res.labeled else "")
             )
     if images:
-        from keyhead.predict import predict_images
+        from keyhead.inference.images import predict_images
 
         predict_images(run_dir, images, out, not no_overlays, threshold, batch_size, not no_progress, flip=flip)
 
@@ -159,7 +159,7 @@ def _predict_light_or_ensemble(
 ) -> None:
     """``keyhead predict`` with an ONNX model (no torch) or an ensemble of runs (images; ensembles also videos)."""
     if ensemble:
-        from keyhead.ensemble import predict_ensemble
+        from keyhead.inference.ensembles import predict_ensemble
 
         predict_ensemble([run_dir, *ensemble], [*images, *videos], out, combine=combine, runtime=runtime)
         return
@@ -180,7 +180,7 @@ def export(
     """Export a run's model with its decoder: keypoints (B, K, 2) in input pixels + confidence (B, K), and a sidecar."""
     if fmt != "onnx":
         raise KeyheadError(f"--format {fmt!r}: only onnx is supported")
-    from keyhead.export import TOLERANCE_PX, export_onnx, sidecar_path
+    from keyhead.export.onnx import TOLERANCE_PX, export_onnx, sidecar_path
 
     path = export_onnx(run_dir, out, opset=opset)
     typer.echo(
@@ -201,7 +201,7 @@ def convert(
     scorer: Annotated[str | None, typer.Option(help="DeepLabCut scorer (default: the source's, else keyhead)")] = None,
 ) -> None:
     """Convert labels between formats, keeping keypoint names, skeleton and missing points (images copied if needed)."""
-    from keyhead.convert import convert_labels
+    from keyhead.data.formats.convert import convert_labels
 
     typer.echo(f"wrote {convert_labels(src, out, to, scorer)}")
 
@@ -222,7 +222,7 @@ def smooth(
     ] = None,
 ) -> None:
     """Smooth keypoint tracks over time, trusting each point as much as its confidence (no torch needed)."""
-    from keyhead.smooth import smooth_predictions
+    from keyhead.inference.smoothing import smooth_predictions
 
     kwargs: dict = (
         {"window": window, "order": order}
@@ -292,7 +292,7 @@ def profile(
     """Time every module (mean, std), with shapes, parameters and FLOPs per stage and block; Markdown tables."""
     import torch
 
-    from keyhead.profile import parse_size, profile_model, resolve_model
+    from keyhead.evaluation.profiling import parse_size, profile_model, resolve_model
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -335,7 +335,7 @@ def fomm_train(
     """Train FOMM's keypoint detector without labels on one video (equivariance + reconstruction)."""
     from pydantic import ValidationError
 
-    from keyhead.unsupervised.train import UnsupervisedConfig, train_unsupervised
+    from keyhead.fomm.unsupervised.train import UnsupervisedConfig, train_unsupervised
 
     cfg = None
     if video is not None:
@@ -362,7 +362,7 @@ def fomm_train(
     elif not resume:
         raise KeyheadError("fomm-train needs a VIDEO (file or folder of frames), or --resume with --out RUN")
     elif steps != 2000 or minutes is not None:
-        from keyhead.unsupervised.train import _load_cfg
+        from keyhead.fomm.unsupervised.train import _load_cfg
 
         cfg = _load_cfg(out / "fomm_train.yaml") if (out / "fomm_train.yaml").is_file() else None
         if cfg is not None:
@@ -381,7 +381,7 @@ def fomm_eval(
     out: Annotated[Path | None, typer.Option(help="JSON to write (default RUN/landmark_eval.json)")] = None,
 ) -> None:
     """Linear-regression landmark error of discovered keypoints on held-out frames, next to random init."""
-    from keyhead.unsupervised.evaluate import evaluate_unsupervised
+    from keyhead.fomm.unsupervised.evaluate import evaluate_unsupervised
 
     result = evaluate_unsupervised(run_dir, labels, video, jacobians, not no_baseline, out)
     for name in ("trained", "random_init"):
@@ -421,7 +421,7 @@ def compress(
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Make a FOMM detector light (width, depthwise-separable, distillation, int8, ONNX) and report each step."""
-    from keyhead.compress import CompressSettings, compress_detector
+    from keyhead.fomm.compress import CompressSettings, compress_detector
 
     settings = CompressSettings(
         block_expansion=block_expansion,
@@ -450,7 +450,7 @@ def convert_weights(
     ] = False,
 ) -> None:
     """Convert a pickle checkpoint you trust into safetensors once (then use it as model.pretrained)."""
-    from keyhead.utils.weights import convert_weights as run_convert
+    from keyhead.models.weights import convert_weights as run_convert
 
     if dst.suffix != ".safetensors":
         raise KeyheadError(f"{dst}: the output must be a .safetensors file")
@@ -498,10 +498,10 @@ def demo(
 
 def import_all() -> None:
     """Import every module that registers components."""
-    import keyhead.backbones
-    import keyhead.decoders
-    import keyhead.heads
-    import keyhead.losses  # noqa: F401
+    import keyhead.models.backbones
+    import keyhead.models.decoders
+    import keyhead.models.heads
+    import keyhead.models.losses  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

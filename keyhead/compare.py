@@ -27,7 +27,7 @@ import torch
 
 from keyhead.config import RunConfig, load_config, template_dir
 from keyhead.errors import KeyheadError
-from keyhead.utils.io import atomic_write
+from keyhead.io.atomic import atomic_write
 
 COLUMNS = [
     ("model", "model"),
@@ -200,8 +200,8 @@ def _fmt(value: Any, key: str) -> str:
 
 def summarize_run(run_dir: Path, split: str = "test", latency_repeats: int = 20) -> dict[str, Any]:
     """One row of the comparison: a finished run's metrics on ``split``, its size, training time and latency."""
-    from keyhead.engine.callbacks import read_history
-    from keyhead.run import load_run
+    from keyhead.io.rundir import read_history
+    from keyhead.models.build import load_run
 
     metrics = json.loads((run_dir / "metrics.json").read_text())["splits"]
     m = metrics.get(split) or next(iter(metrics.values()))
@@ -297,8 +297,8 @@ def _overlays(rows: list[dict], frames, chosen: list[int], out: Path) -> Path | 
 def heatmap_panels(run_dir: Path, frames, index: int, out: Path) -> Path | None:
     """Predicted vs target heatmaps of one frame for a heatmap-head run (None for other heads)."""
     from keyhead.data.dataset import KeypointDataset
+    from keyhead.models.build import load_run
     from keyhead.report.diagnostics import plot_heatmap_panels
-    from keyhead.run import load_run
 
     model, cfg = load_run(run_dir)
     if model.codec.kind != "heatmap" or getattr(model, "context", 1) > 1:
@@ -370,9 +370,9 @@ def compare(
         "files": {...}}``.
     """
     from keyhead.data.dataset import load_split, make_split, save_split
-    from keyhead.engine.callbacks import read_history
-    from keyhead.engine.train import prepare_data
-    from keyhead.evaluate import evaluate_run
+    from keyhead.data.prepare import prepare_data
+    from keyhead.evaluation.evaluate import evaluate_run
+    from keyhead.io.rundir import read_history
     from keyhead.report.diagnostics import plot_curves
 
     out = Path(out)

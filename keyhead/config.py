@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keyhead.errors import KeyheadError
-from keyhead.utils.io import atomic_write
+from keyhead.io.atomic import atomic_write
 
 
 class _Section(BaseModel):

@@ -17,7 +17,7 @@ def run_demo(out: str | Path = "demo", minutes: float = 4.0, progress: bool = Tr
     """
     from keyhead.data.synth import generate
     from keyhead.engine.train import train
-    from keyhead.predict import predict_images
+    from keyhead.inference.images import predict_images
 
     t0 = time.perf_counter()
     out = Path(out)

@@ -60,7 +60,7 @@ class Registry:
         return name in self._items
 
 
-BACKBONES = Registry("backbone", "keyhead.backbones")
-HEADS = Registry("head", "keyhead.heads")
-DECODERS = Registry("decoder", "keyhead.decoders")
-LOSSES = Registry("loss", "keyhead.losses")
+BACKBONES = Registry("backbone", "keyhead.models.backbones")
+HEADS = Registry("head", "keyhead.models.heads")
+DECODERS = Registry("decoder", "keyhead.models.decoders")
+LOSSES = Registry("loss", "keyhead.models.losses")

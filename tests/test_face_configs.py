@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from keyhead.cli import main
-from keyhead.run import load_run
+from keyhead.models.build import load_run
 
 FACE_TEMPLATES = [
     "face_regression_cnn",

@@ -17,8 +17,8 @@ from keyhead.cli import main
 from keyhead.config import load_config
 from keyhead.data.formats import load_labels
 from keyhead.errors import KeyheadError
-from keyhead.run import model_from_config
-from keyhead.utils.weights import convert_weights, read_weights_file, trust_pickle
+from keyhead.models.build import model_from_config
+from keyhead.models.weights import convert_weights, read_weights_file, trust_pickle
 
 PACKAGE = Path(__file__).resolve().parents[1] / "keyhead"
 

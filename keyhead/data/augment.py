@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from keyhead.config import AugmentConfig
-from keyhead.utils.image import resize_matrix  # noqa: F401  (re-exported)
+from keyhead.io.images import resize_matrix  # noqa: F401  (re-exported)
 
 
 def box_matrix(box_xywh: np.ndarray, dst_wh: tuple[int, int], margin: float = 1.25) -> np.ndarray:

@@ -145,33 +145,3 @@ def check_recorded_sizes(
                 f"{frames.root / p}: the image is {w}x{h} now but was {then[0]}x{then[1]} when run {run} was "
                 "trained; restore the original image (its labels and the run's split refer to it)"
             )
-
-
-def labels_for_model(path: str | os.PathLike, keypoint_names: list[str]) -> tuple[LabeledFrames, list[tuple[int, int]]]:
-    """Read labels to evaluate a model on: its keypoints, in its order, checked by the rules of this module.
-
-    Args:
-        path: a label file or folder (any layout ``load_labels`` reads).
-        keypoint_names: the model's K keypoint names.
-
-    Returns:
-        (frames (N, K, 2) in the model's keypoint order, (W, H) of each frame's image).
-
-    Raises:
-        KeyheadError: a keypoint of the model is not in the labels (all names listed), or any check above fails.
-    """
-    from keyhead.data.formats import load_labels, validate_frames
-    from keyhead.run import select_keypoints
-
-    frames = load_labels(path)
-    missing = [n for n in keypoint_names if n not in frames.keypoint_names]
-    if missing:
-        extra = [n for n in frames.keypoint_names if n not in keypoint_names]
-        raise KeyheadError(
-            f"{frames.source or path}: the model's keypoint {missing[0]!r} is not in the labels ({len(missing)} of "
-            f"{len(keypoint_names)} missing: {', '.join(missing)}; the labels have {', '.join(extra) or 'no others'}); "
-            "rename the bodyparts in the label file to the model's names (RUN_DIR/keypoints.txt)"
-        )
-    frames = select_keypoints(frames, keypoint_names)
-    validate_frames(frames)
-    return check_images(frames)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from keyhead.errors import KeyheadError
+from keyhead.io.video import VIDEO_EXTS
 
 _FRAME = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)(?P<ext>\.[A-Za-z0-9]+)$")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 def frame_number(path: str) -> int | None:
@@ -104,7 +104,7 @@ class VideoFrames:
 
     def load(self, indices: set[int]) -> None:
         """Decode the frames with these indices (clipped to the video) into memory."""
-        from keyhead.video import iter_frames
+        from keyhead.io.video import iter_frames
 
         want = {i for i in indices if i >= 0} - set(self._frames)
         if not want:

@@ -16,9 +16,9 @@ from torch.utils.data import Dataset
 from keyhead.config import AugmentConfig
 from keyhead.data.augment import box_matrix, photometric, random_affine, resize_matrix, transform_points, warp
 from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_write
+from keyhead.io.images import read_image  # noqa: F401  (re-exported: keyhead.data.dataset.read_image)
 from keyhead.types import LabeledFrames
-from keyhead.utils.image import read_image  # noqa: F401  (re-exported: keyhead.data.dataset.read_image)
-from keyhead.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import lightning as L
 from torch import nn
 
-from keyhead.engine.checkpoint import save_training_state, save_weights
+from keyhead.engine.checkpoint import save_training_state
 from keyhead.engine.sampler import seed_epoch
 from keyhead.errors import KeyheadError
-from keyhead.utils.io import atomic_write
+from keyhead.io.atomic import atomic_write
+from keyhead.models.weights import save_weights
 
 
 class FreezeBackbone(L.Callback):
@@ -131,11 +132,3 @@ class RunWriter(L.Callback):
         save_training_state(pl_module.model, trainer.optimizers[0], self.run_dir / "last.safetensors", state)
         with atomic_write(self.run_dir / "state.json") as f:
             json.dump(state, f)
-
-
-def read_history(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -15,77 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from keyhead.errors import KeyheadError
-from keyhead.utils.io import atomic_path, atomic_write
-
-FORMAT_VERSION = 1
-_OPT = "optimizer."
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The safetensors header metadata of ``path`` ({} when none); a clear error for unreadable files."""
-    path = Path(path)
-    if not path.is_file():
-        raise KeyheadError(f"weights file {path} is missing; the run folder is incomplete (train again or --resume)")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise KeyheadError(f"{path}: not a readable safetensors file ({exc}); it may be truncated or corrupt") from None
-
-
-def check_format(path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Refuse files written by a newer keyhead (a higher ``format_version`` than this one reads)."""
-    raw = metadata.get("format_version")
-    if raw is None:
-        return
-    try:
-        version = int(raw)
-    except ValueError:
-        raise KeyheadError(
-            f"{path}: format version {raw!r} is not a number; the file is not a keyhead checkpoint"
-        ) from None
-    if version > FORMAT_VERSION:
-        raise KeyheadError(
-            f"{path}: written with checkpoint format version {version}, this keyhead reads up to {FORMAT_VERSION}; "
-            "upgrade keyhead (pip install -U keyhead) to use this run"
-        )
-
-
-def _model_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-
-
-def save_weights(module: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Write a module's state dict as safetensors, atomically."""
-    meta = {"format": "keyhead", "format_version": str(FORMAT_VERSION), **(metadata or {})}
-    with atomic_path(path) as tmp:
-        save_file(_model_state(module), str(tmp), metadata=meta)
-
-
-def load_weights(module: torch.nn.Module, path: str | os.PathLike, strict: bool = True) -> None:
-    """Load safetensors weights into ``module``; a clear error when the file does not fit the model.
-
-    Optimizer tensors of a resume checkpoint (``optimizer.*``) are skipped.
-    """
-    path = Path(path)
-    check_format(path, read_metadata(path))
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise KeyheadError(f"{path}: not a readable safetensors file ({exc}); it may be truncated or corrupt") from None
-    state = {k: v for k, v in state.items() if not k.startswith(_OPT)}
-    result = module.load_state_dict(state, strict=False)
-    bad = list(result.missing_keys) + list(result.unexpected_keys)
-    if strict and bad:
-        raise KeyheadError(
-            f"{path}: weights do not fit this model ({len(result.missing_keys)} missing, "
-            f"{len(result.unexpected_keys)} unexpected, e.g. {bad[0]!r}); "
-            "the config and weights are from different runs"
-        )
+from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.models.weights import FORMAT_VERSION, OPTIMIZER_PREFIX, check_format, model_state, read_metadata
 
 
 def _optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -113,7 +47,7 @@ def save_training_state(
         state: what the run needs to continue, e.g. ``{"epoch": 4, "best": 3.2, "wait": 1}``.
     """
     tensors, groups = _optimizer_parts(optimizer)
-    payload = {**_model_state(module), **{_OPT + k: v for k, v in tensors.items()}}
+    payload = {**model_state(module), **{OPTIMIZER_PREFIX + k: v for k, v in tensors.items()}}
     meta = {
         "format": "keyhead",
         "format_version": str(FORMAT_VERSION),
@@ -156,7 +90,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike, ke
     tensors = load_file(str(path))
     if "optimizer" in meta:
         groups = json.loads(meta["optimizer"])
-        tensors = {k[len(_OPT) :]: v for k, v in tensors.items() if k.startswith(_OPT)}
+        tensors = {k[len(OPTIMIZER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)}
     else:
         groups = json.loads(Path(str(path) + ".json").read_text())
     state: dict[int, dict[str, Any]] = {}

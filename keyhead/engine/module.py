@@ -8,11 +8,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from keyhead.codecs import CoordCodec
 from keyhead.config import RunConfig
 from keyhead.engine.checkpoint import load_optimizer
-from keyhead.losses import laplace_nll, loss_spec
-from keyhead.model import KeypointModel
+from keyhead.models.codecs import CoordCodec
+from keyhead.models.losses import laplace_nll, loss_spec
+from keyhead.models.model import KeypointModel
 
 
 class KeypointModule(L.LightningModule):

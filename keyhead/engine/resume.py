@@ -19,10 +19,11 @@ import lightning as L
 import torch
 
 from keyhead.config import RunConfig
-from keyhead.engine.checkpoint import load_training_state, read_metadata
+from keyhead.engine.checkpoint import load_training_state
 from keyhead.engine.sampler import launched_rank
 from keyhead.errors import KeyheadError
-from keyhead.utils.io import remove_partial_files
+from keyhead.io.atomic import remove_partial_files
+from keyhead.models.weights import read_metadata
 
 RUN_DIR_ENV = "KEYHEAD_DDP_RUN_DIR"
 """Set by global rank 0 before DDP starts, so the other processes (which re-run the command) use its run folder."""

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from keyhead.config import RunConfig
-from keyhead.decoders.functional import soft_argmax
 from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_write
+from keyhead.models.decoders.functional import soft_argmax
 from keyhead.types import LabeledFrames
-from keyhead.utils.io import atomic_write
 
 
 class PosePCA:
@@ -102,7 +102,7 @@ class PosePCA:
     def save(self, path: str | os.PathLike) -> None:
         from safetensors.torch import save_file
 
-        from keyhead.utils.io import atomic_path
+        from keyhead.io.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             save_file(
@@ -161,7 +161,7 @@ class ClipPool:
         clip_length: int = 4,
         seed: int = 0,
     ) -> None:
-        from keyhead.video import iter_frames, probe, resize_like_training
+        from keyhead.io.video import iter_frames, probe, resize_like_training
 
         self.clip_length = clip_length
         clips: list[np.ndarray] = []
@@ -231,7 +231,7 @@ class UnsupervisedLosses:
 
 def find_videos(cfg: RunConfig) -> list[Path]:
     """``semi.videos`` as files: explicit paths/folders, or ``auto`` = the project's ``videos/`` folder."""
-    from keyhead.data.context import VIDEO_EXTS
+    from keyhead.io.video import VIDEO_EXTS
 
     out: list[Path] = []
     for entry in cfg.semi.videos:

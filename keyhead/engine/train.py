@@ -15,22 +15,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from keyhead.config import RunConfig, load_config, save_config
-from keyhead.data.checks import check_images, check_recorded_sizes, image_sizes
+from keyhead.data.checks import check_recorded_sizes, image_sizes
 from keyhead.data.context import model_offsets
-from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, make_split, save_split
-from keyhead.data.face import apply_crop
-from keyhead.data.formats import load_labels, validate_frames
+from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, save_split
+from keyhead.data.prepare import initial_split, prepare_data
 from keyhead.engine.callbacks import AugmentEpoch, FreezeBackbone, RunWriter
-from keyhead.engine.checkpoint import load_weights
 from keyhead.engine.module import KeypointModule
 from keyhead.engine.resume import RUN_DIR_ENV, optimizer_file, read_resume_state, start_at_epoch, trainer_kwargs
 from keyhead.engine.sampler import EpochBatchSampler, launched_rank
 from keyhead.engine.semi import setup_semi
-from keyhead.errors import KeyheadError
-from keyhead.run import check_components, flip_pair_indices, labelled_rows, model_from_config, select_keypoints
-from keyhead.tta import save_flip_pairs
+from keyhead.io.atomic import atomic_write
+from keyhead.models.build import check_components, model_from_config
+from keyhead.models.tta import save_flip_pairs
+from keyhead.models.weights import load_weights
 from keyhead.types import LabeledFrames
-from keyhead.utils.io import atomic_write
 
 log = logging.getLogger("keyhead")
 
@@ -53,36 +51,6 @@ def new_run_dir(cfg: RunConfig) -> Path:
         run = base.with_name(f"{base.name}_{i}")
     run.mkdir(parents=True)
     return run
-
-
-def prepare_data(cfg: RunConfig) -> tuple[LabeledFrames, list[tuple[int, int]]]:
-    if not cfg.data.path:
-        raise KeyheadError("data.path is not set; point it at your labels (e.g. data.path=path/to/project)")
-    frames = select_keypoints(load_labels(cfg.data.path), cfg.data.keypoints)
-    validate_frames(frames)
-    frames, _ = check_images(frames)  # unreadable images, out-of-image points, changed images (keyhead.data.checks)
-    keep = labelled_rows(frames)
-    if len(keep) < len(frames):
-        log.warning("%d of %d frames have no labelled keypoint and are left out", len(frames) - len(keep), len(frames))
-        frames = frames.subset(keep)
-    frames = apply_crop(frames, cfg.data.crop)
-    flips = flip_pair_indices(frames, cfg.data.flip_pairs)
-    if cfg.augment.enabled and cfg.augment.hflip > 0 and not flips:
-        log.warning("augment.hflip > 0 but no data.flip_pairs: left/right keypoints will not be swapped on flips")
-    return frames, flips
-
-
-def initial_split(cfg: RunConfig, frames: LabeledFrames) -> dict[str, list[int]]:
-    """The split of a new run: ``data.split_file`` when given (the same split for several runs), else random."""
-    if not cfg.data.split_file:
-        return make_split(len(frames), cfg.data.split, cfg.data.split_seed)
-    if not Path(cfg.data.split_file).is_file():
-        raise KeyheadError(f"data.split_file={cfg.data.split_file!r} does not exist; pass a split.json of a run")
-    split = load_split(cfg.data.split_file, frames)
-    split = {name: split.get(name, []) for name in ("train", "val", "test")}
-    if not split["train"]:
-        raise KeyheadError(f"data.split_file={cfg.data.split_file!r} has no 'train' images; list some")
-    return split
 
 
 def make_loaders(
@@ -222,7 +190,7 @@ def train(
             return run_dir
         print(f"trained {trainer.current_epoch - start_epoch} epochs in {time.perf_counter() - t0:.1f} s")
     if evaluate_after:
-        from keyhead.evaluate import evaluate_run
+        from keyhead.evaluation.evaluate import evaluate_run
 
         evaluate_run(run_dir, frames=frames, progress=progress, cache=train_ds.cache)
         write_run_report(run_dir)

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keyhead.errors import KeyheadError  # noqa: E402
+from keyhead.io.atomic import atomic_path  # noqa: E402
 from keyhead.metrics import reliability_bins  # noqa: E402
-from keyhead.utils.io import atomic_path  # noqa: E402
 
 
 def plot_reliability(
@@ -139,7 +139,7 @@ def plot_heatmap_panels(
         keypoints: indices of the keypoints to show (default: ``max_keypoints`` spread evenly over K).
         names: K keypoint names for the panel titles.
         stride: input pixels per heatmap cell.
-        offset: cells cropped from each border of the full map (see :class:`keyhead.codecs.HeatmapCodec`).
+        offset: cells cropped from each border of the full map (see :class:`keyhead.models.codecs.HeatmapCodec`).
         pred_xy: optional (K, 2) decoded (x, y) in input pixels, drawn as red crosses.
         true_xy: optional (K, 2) true (x, y) in input pixels, drawn as green crosses.
         max_keypoints: how many keypoints to show when ``keypoints`` is None.

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keyhead.errors import KeyheadError  # noqa: E402
-from keyhead.utils.io import atomic_path, atomic_write  # noqa: E402
+from keyhead.io.atomic import atomic_path, atomic_write  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 CSS = """
@@ -194,7 +194,7 @@ class _Truth:
     def __init__(self, run: Path, cfg: object, names: list[str]) -> None:
         from keyhead.data.dataset import load_split
         from keyhead.data.formats.dlc import read_dlc_predictions
-        from keyhead.engine.train import prepare_data
+        from keyhead.data.prepare import prepare_data
 
         self.frames, _ = prepare_data(cfg)
         self.split = load_split(run / "split.json", self.frames)
@@ -221,8 +221,8 @@ def _heatmap_panels(run: Path, truth: _Truth, split: str, path: Path) -> Path | 
     import torch
 
     from keyhead.data.dataset import KeypointDataset
+    from keyhead.models.build import load_run
     from keyhead.report.diagnostics import plot_heatmap_panels
-    from keyhead.run import load_run
 
     model, cfg = load_run(run)
     if getattr(model.codec, "kind", "") != "heatmap" or model.context > 1:

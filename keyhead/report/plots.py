@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keyhead.data.dataset import read_image  # noqa: E402
+from keyhead.io.atomic import atomic_path  # noqa: E402
 from keyhead.types import LabeledFrames  # noqa: E402
-from keyhead.utils.io import atomic_path  # noqa: E402
 
 PRED = (230, 40, 40)
 TRUE = (40, 200, 40)
@@ -111,7 +111,7 @@ def plot_overlays(
 
 def plot_history(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path | None:
     """Training and validation loss, and validation pixel error, per epoch."""
-    from keyhead.engine.callbacks import read_history
+    from keyhead.io.rundir import read_history
 
     hist = read_history(Path(run_dir))
     if not hist:

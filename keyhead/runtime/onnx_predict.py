@@ -16,10 +16,9 @@ import cv2
 import numpy as np
 
 from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.io.images import collect_images, read_image, resize_matrix
 from keyhead.runtime.session import ort_session
-from keyhead.utils.files import collect_images
-from keyhead.utils.image import read_image, resize_matrix
-from keyhead.utils.io import atomic_path, atomic_write
 
 PRED = (40, 40, 230)  # BGR red, as keyhead's overlays (prediction red)
 

@@ -1,6 +1,6 @@
 """The ONNX graphs of a run for ``keyhead predict RUN_DIR VIDEO --runtime onnx``, run without torch.
 
-A run's video graphs live in ``RUN_DIR/video_onnx/`` (written once by :mod:`keyhead.video_export`, which needs
+A run's video graphs live in ``RUN_DIR/video_onnx/`` (written once by :mod:`keyhead.export.video`, which needs
 torch; later runs only read them):
 
 - single-frame heads: ``frame.onnx``, images (B, C, H, W) float32 in [0, 1] -> ``xy`` (B, K, 2) in input pixels

@@ -9,7 +9,7 @@ import torch
 from keyhead.config import AugmentConfig
 from keyhead.data.context import model_offsets, neighbour_paths
 from keyhead.data.dataset import KeypointDataset
-from keyhead.model import create_model
+from keyhead.models.model import create_model
 from keyhead.types import LabeledFrames
 
 

@@ -11,8 +11,8 @@ from keyhead.config import load_config
 from keyhead.data.dataset import KeypointDataset
 from keyhead.data.face import apply_crop, landmark_boxes
 from keyhead.data.formats.ibug68 import IBUG68_FLIP_PAIRS, IBUG68_NAMES
+from keyhead.data.prepare import flip_pair_indices
 from keyhead.errors import KeyheadError
-from keyhead.run import flip_pair_indices
 from keyhead.types import LabeledFrames
 
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import keyhead
-from keyhead.engine.checkpoint import load_optimizer, load_weights, save_optimizer, save_weights
+from keyhead.engine.checkpoint import load_optimizer, save_optimizer
 from keyhead.errors import KeyheadError
+from keyhead.models.weights import load_weights, save_weights
 
 
 def test_weights_round_trip_without_pickle(tmp_path):

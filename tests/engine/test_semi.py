@@ -55,7 +55,7 @@ def test_complete_keypoints_drops_the_often_missing_one():
 
 
 def test_clip_pool_reads_consecutive_frames(tmp_path):
-    from tests.test_video import write_video
+    from tests.inference.test_video import write_video
 
     write_video(tmp_path / "v.mp4", n=30, size=(64, 48))
     pool = ClipPool([tmp_path / "v.mp4"], (32, 32), 1, n_frames=12, clip_length=3, seed=0)
@@ -85,7 +85,7 @@ def test_semi_supervised_training_end_to_end(tmp_path):
     )
     run = train(cfg, progress=False)
     assert (run / "pca.safetensors").is_file() and (run / "semi.json").is_file()
-    from keyhead.video import predict_videos
+    from keyhead.inference.video import predict_videos
 
     res = predict_videos(run, [tmp_path / "data" / "videos" / "synth_vid.mp4"], progress=False)[0]
     assert res.n_frames == 40 and res.summary_data["pca_error_px"] is not None

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from keyhead.errors import KeyheadError
-from keyhead.evaluate import AUROC_THRESHOLD, confidence_errors, evaluate_frames
+from keyhead.evaluation.evaluate import AUROC_THRESHOLD, confidence_errors, evaluate_frames
 from keyhead.metrics import reliability_bins
 from keyhead.report.diagnostics import plot_curves, plot_heatmap_panels, plot_overlay_grid, plot_reliability
 from keyhead.types import Keypoints, LabeledFrames

@@ -12,8 +12,8 @@ import numpy as np
 
 from keyhead.data.formats._common import default_keypoint_layout, exists, relative_image_path
 from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_write
 from keyhead.types import LabeledFrames
-from keyhead.utils.io import atomic_write
 
 # "left"/"right" anywhere, or a lone L/R letter: "L_Eye", "l_eye", "eyeL" (not the R of "Rostrum").
 _SIDE = re.compile(r"left|right|Left|Right|LEFT|RIGHT|(?<![A-Za-z])[LRlr](?![a-z])|(?<=[a-z])[LR](?![A-Za-z])")

@@ -18,9 +18,9 @@ import yaml
 
 from keyhead.data.formats._common import relative_image_path, resolve_root
 from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_write
 from keyhead.io.hdf import read_pandas_hdf
 from keyhead.types import LabeledFrames
-from keyhead.utils.io import atomic_write
 
 _HEADER = ["scorer", "bodyparts", "coords"]
 _COORDS = ("x", "y", "likelihood", "visibility")

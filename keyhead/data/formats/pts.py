@@ -9,8 +9,8 @@ import numpy as np
 
 from keyhead.data.formats._common import default_keypoint_layout
 from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_write
 from keyhead.types import LabeledFrames
-from keyhead.utils.io import atomic_write
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 

@@ -1,0 +1,300 @@
+"""Plumbing of streaming video prediction: the frame-reading thread, the eager network, the window store, CSV rows.
+
+Nothing here imports torch at module level: the ``--runtime onnx`` path runs without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+
+from keyhead.errors import KeyheadError
+
+_END = object()
+
+
+class BatchReader:
+    """Decode, resize and batch a video's frames in a background thread, overlapping with the network.
+
+    FFmpeg's decoder, its colour conversion, OpenCV's warp and NumPy's conversion release the GIL, so the
+    thread runs while the main thread waits for the network. At most ``depth`` batches wait in the queue
+    (bounded memory). Errors in the thread (a corrupt or truncated file) are raised in the consumer, after the
+    batches before them; :meth:`close` (also on errors in the consumer) stops the thread and closes the file.
+
+    Args:
+        frames: (index, uint8 frame (H, W, C)) pairs, e.g. :func:`keyhead.io.video.iter_frames`; closed when done.
+        input_size: (h, w) of the model input; frames are resized to it with one bilinear affine warp, pixel
+            centres at integer coordinates (as evaluation resizes whole images).
+        batch_size: frames per batch (the last batch may be shorter).
+        stop: index of the first frame not to read (None: to the end).
+        depth: batches decoded ahead.
+
+    Yields:
+        (index of the batch's first frame, images (B, C, h, w) float32 in [0, 1], original (width, height)).
+    """
+
+    def __init__(
+        self,
+        frames: Iterator[tuple[int, np.ndarray]],
+        input_size: tuple[int, int],
+        batch_size: int,
+        stop: int | None = None,
+        depth: int = 2,
+    ) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(frames, input_size, batch_size, stop), name="keyhead-video-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, frames: Iterator, input_size: tuple[int, int], batch_size: int, stop: int | None) -> None:
+        from keyhead.io.images import resize_matrix
+
+        h, w = input_size
+        try:
+            with contextlib.closing(frames):
+                buf, n, first, wh, matrix = None, 0, 0, None, None
+                for i, frame in frames:
+                    if self._stop.is_set() or (stop is not None and i >= stop):
+                        break
+                    if wh is None:
+                        wh = (frame.shape[1], frame.shape[0])
+                        matrix = resize_matrix(wh, (w, h))[:2]
+                    elif (frame.shape[1], frame.shape[0]) != wh:
+                        raise KeyheadError(
+                            f"frame {i} is {frame.shape[1]}x{frame.shape[0]} but the video started at {wh[0]}x{wh[1]}; "
+                            "re-encode it at one size (ffmpeg -i IN -vf scale=W:H OUT)"
+                        )
+                    if buf is None:
+                        buf, first = np.empty((batch_size, h, w, frame.shape[2]), np.uint8), i
+                    out = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                    buf[n] = out.reshape(h, w, -1)
+                    n += 1
+                    if n == batch_size:
+                        if not self._put((first, _to_float(buf, n), wh)):
+                            return
+                        buf, n = None, 0
+                if n and not self._stop.is_set():
+                    self._put((first, _to_float(buf, n), wh))
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray, tuple[int, int]]]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the thread (it finishes the frame in hand) and wait for it; safe to call twice."""
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> BatchReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _to_float(buf: np.ndarray, n: int) -> np.ndarray:
+    """(n, h, w, C) uint8 -> (n, C, h, w) float32 / 255 in one pass."""
+    x = np.empty((n, buf.shape[3], buf.shape[1], buf.shape[2]), np.float32)
+    np.divide(buf[:n].transpose(0, 3, 1, 2), np.float32(255.0), out=x)
+    return x
+
+
+def frame_offsets(model: Any) -> list[int]:
+    """Window frame offsets relative to the target frame ([0] for single-frame heads)."""
+    head = model.head
+    return list(head.frame_offsets()) if hasattr(head, "frame_offsets") and model.context > 1 else [0]
+
+
+class TorchVideoNet:
+    """A :class:`keyhead.models.model.KeypointModel` behind the interface of :class:`keyhead.runtime.OnnxVideoNet`.
+
+    Args:
+        model: the model (CPU or GPU), put in eval mode.
+        compile: run the per-frame part through ``torch.compile``.
+        bf16: run the network under bfloat16 autocast (CPUs with AVX-512 BF16 / AMX, GPUs); the decoder runs in
+            float32. ~1.8x faster on the project's 2-core AMD EPYC, but a precision trade-off: on a trained
+            heatmap model keypoints move by a median 0.23 px (95th percentile 1.6 px; ambiguous frames can flip
+            to another peak), bench/results/video.json "bf16_deviation".
+    """
+
+    def __init__(self, model: Any, compile: bool = False, bf16: bool = False) -> None:
+        import torch
+
+        self._torch = torch
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.input_size = tuple(model.input_size)
+        self.in_channels = model.backbone.in_channels
+        self.keypoint_names = list(model.keypoint_names)
+        self.offsets = frame_offsets(model)
+        self.bf16 = bf16
+        fn = model.features if len(self.offsets) > 1 else model
+        self._fn = torch.compile(fn, dynamic=False) if compile else fn
+
+    def _precision(self) -> Any:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return self._torch.autocast(self.device.type, dtype=self._torch.bfloat16)
+
+    def _keypoints(self, raw: Any) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(raw, dict):
+            raw = {k: v.float() for k, v in raw.items()}
+        kp = self.model.decode(raw.float() if hasattr(raw, "float") else raw)
+        return kp.xy.float().cpu().numpy(), kp.confidence.float().cpu().numpy()
+
+    def frames(self, x: np.ndarray) -> Any:
+        """Images (B, C, H, W) float32 in [0, 1] -> (xy (B, K, 2) input px, confidence (B, K)), or the deepest
+        features (B, C', h, w) (a tensor on the model's device) for context heads."""
+        with self._torch.inference_mode():
+            t = self._torch.from_numpy(x).to(self.device, non_blocking=True)
+            with self._precision():
+                out = self._fn(t)
+            return out[-1] if len(self.offsets) > 1 else self._keypoints(out)
+
+    def windows(self, feats: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Feature windows (B, T, C', h, w) -> xy (B, K, 2) input px and confidence (B, K) of the target frames."""
+        with self._torch.inference_mode():
+            with self._precision():
+                out = self.model.head.forward_window(feats)
+            return self._keypoints(out)
+
+
+class FeatureStore:
+    """Deepest features of consecutive frames ``[base, base + n)`` (NumPy array or torch tensor), for windows."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.data: Any = None
+
+    def __len__(self) -> int:
+        return 0 if self.data is None else len(self.data)
+
+    def append(self, first: int, feats: Any) -> None:
+        if self.data is None or len(self.data) == 0:
+            self.base, self.data = first, feats
+        elif isinstance(feats, np.ndarray):
+            self.data = np.concatenate([self.data, feats])
+        else:
+            import torch
+
+            self.data = torch.cat([self.data, feats])
+
+    def drop_before(self, index: int) -> None:
+        k = max(0, index - self.base)
+        if k:
+            self.data, self.base = self.data[k:], self.base + k
+
+    def take(self, idx: np.ndarray) -> Any:
+        """Features of the frames ``idx`` (B, T) -> (B, T, C', h, w)."""
+        local = idx - self.base
+        if isinstance(self.data, np.ndarray):
+            return self.data[local]
+        import torch
+
+        return self.data[torch.from_numpy(local).to(self.data.device)]
+
+
+def window_indices(targets: range, offsets: list[int], last: int) -> np.ndarray:
+    """(len(targets), T) frame indices of each target's window; frames before 0 or after ``last`` repeat the edge."""
+    t = np.arange(targets.start, targets.stop)[:, None] + np.asarray(offsets)[None]
+    return np.clip(t, 0, last)
+
+
+def format_rows(start: int, xy: np.ndarray, conf: np.ndarray) -> str:
+    """DLC CSV rows ``index,x,y,likelihood,...`` (4 decimals; a missing value is an empty field).
+
+    Args:
+        start: index of the first row's frame.
+        xy: (N, K, 2) (x, y) in original pixels.
+        conf: (N, K) confidence.
+    """
+    n, k = conf.shape
+    vals = np.concatenate([xy.astype(np.float64), conf.astype(np.float64)[..., None]], axis=-1).reshape(n, 3 * k)
+    fmt = "%d," + ",".join(["%.4f"] * (3 * k))
+    finite = np.isfinite(vals).all(1)
+    lines = []
+    for j, row in enumerate(vals.tolist()):
+        if finite[j]:
+            lines.append(fmt % (start + j, *row))
+        else:
+            lines.append(f"{start + j}," + ",".join(f"{v:.4f}" if math.isfinite(v) else "" for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def to_original(xy: np.ndarray, wh: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
+    """Input-pixel (x, y) (..., 2) -> original-frame pixels (the inverse of the whole-frame resize)."""
+    s = np.array([wh[0] / input_size[1], wh[1] / input_size[0]])
+    return (xy.astype(np.float64) + 0.5) * s - 0.5
+
+
+def completed_rows(partial: os.PathLike, header: str) -> int:
+    """Frames already written to a partial CSV with this header (0 if absent or from another model)."""
+    if not os.path.isfile(partial):
+        return 0
+    with open(partial) as f:
+        head = "".join(f.readline() for _ in range(3))
+        if head != header:
+            return 0
+        rows = f.read().split("\n")
+    complete = [r for r in rows[:-1] if r]  # the last piece may be a row cut short by the interruption
+    n = 0
+    for r in complete:
+        if not r.startswith(f"{n},"):
+            break
+        n += 1
+    return n
+
+
+def read_csv_chunks(csv_path: os.PathLike, chunksize: int = 5000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (row labels (n,), values (n, 3K) float64, empty fields NaN) of a DLC CSV, without pandas."""
+    import csv
+
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        for _ in range(3):
+            next(reader, None)
+        labels, rows = [], []
+        for row in reader:
+            if not row:
+                continue
+            labels.append(row[0])
+            rows.append([float(v) if v else math.nan for v in row[1:]])
+            if len(rows) == chunksize:
+                yield _labels(labels), np.array(rows, dtype=np.float64)
+                labels, rows = [], []
+        if rows:
+            yield _labels(labels), np.array(rows, dtype=np.float64)
+
+
+def _labels(labels: list[str]) -> np.ndarray:
+    try:
+        return np.array([int(v) for v in labels])
+    except ValueError:
+        return np.array(labels)

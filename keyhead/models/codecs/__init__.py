@@ -1,0 +1,6 @@
+"""Codecs: keypoints <-> training targets. The same object makes targets and decodes predictions."""
+
+from keyhead.models.codecs.coords import CoordCodec
+from keyhead.models.codecs.heatmap import HeatmapCodec
+
+__all__ = ["CoordCodec", "HeatmapCodec"]
