@@ -144,7 +144,7 @@ def measure_latency(model: torch.nn.Module, repeats: int = 20, warmup: int = 3) 
     device = next(model.parameters()).device
     h, w = model.input_size
     x = torch.rand(1, model.backbone.in_channels, h, w, device=device)
-    if getattr(model, "context", 1) > 1:
+    if model.context > 1:
         x = x[:, None].expand(1, model.context, *x.shape[1:]).contiguous()
     for _ in range(warmup):
         model.predict(x)
@@ -301,7 +301,7 @@ def heatmap_panels(run_dir: Path, frames, index: int, out: Path) -> Path | None:
     from keyhead.report.diagnostics import plot_heatmap_panels
 
     model, cfg = load_run(run_dir)
-    if model.codec.kind != "heatmap" or getattr(model, "context", 1) > 1:
+    if model.codec.kind != "heatmap" or model.context > 1:
         return None
     ds = KeypointDataset(
         frames, model.input_size, None, in_channels=cfg.data.in_channels, crop_margin=cfg.data.crop_margin

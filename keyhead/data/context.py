@@ -194,11 +194,3 @@ def context_source(
     if any(frame_number(r) is not None and find_video(root, r) is not None for r in rels):
         return "frames", "context frames are read from the session videos"
     return "static", "no neighbouring frames on disk and no session video"
-
-
-def model_offsets(model: object) -> list[int] | None:
-    """Frame offsets of a model's context window (None for single-frame heads)."""
-    head = getattr(model, "head", None)
-    if head is None or not hasattr(head, "frame_offsets") or getattr(model, "context", 1) <= 1:
-        return None
-    return list(head.frame_offsets())

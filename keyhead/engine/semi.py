@@ -263,9 +263,9 @@ def setup_semi(
     unknown = set(cfg.semi.losses) - {"temporal", "pca"}
     if unknown:
         raise KeyheadError(f"semi.losses: unknown {sorted(unknown)}; use temporal and/or pca")
-    if getattr(model, "codec", None) is None or model.codec.kind != "heatmap":
+    if model.codec.kind != "heatmap":
         raise KeyheadError("semi-supervised losses need a heatmap head (they use its spatial expectation)")
-    if getattr(model, "context", 1) > 1:
+    if model.context > 1:
         raise KeyheadError(
             "semi-supervised losses are for single-frame heads so far; use head=heatmap with semi.videos, or mhcrnn "
             "without semi.videos"

@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 
 from keyhead.config import RunConfig, load_config, save_config
 from keyhead.data.checks import check_recorded_sizes, image_sizes
-from keyhead.data.context import model_offsets
 from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, save_split
 from keyhead.data.prepare import initial_split, prepare_data
 from keyhead.engine.callbacks import AugmentEpoch, FreezeBackbone, RunWriter
@@ -147,7 +146,7 @@ def train(
     module = KeypointModule(model, cfg, start_epoch=start_epoch, optimizer_state=optimizer_state, unsupervised=semi)
     if resume is not None:
         load_weights(model, run_dir / "last.safetensors")
-    train_ds, train_dl, val_dl = make_loaders(cfg, frames, split, flips, model_offsets(model))
+    train_ds, train_dl, val_dl = make_loaders(cfg, frames, split, flips, model.frame_offsets())
     remaining = cfg.train.epochs - start_epoch
     patience = cfg.train.early_stopping_patience if val_dl is not None else 0
     if patience and wait >= patience:

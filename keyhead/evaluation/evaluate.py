@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from keyhead.data.checks import check_recorded_sizes
-from keyhead.data.context import model_offsets
 from keyhead.data.dataset import ImageCache, KeypointDataset, load_split
 from keyhead.data.face import apply_crop
 from keyhead.data.formats.dlc import write_dlc_csv
@@ -108,7 +107,7 @@ def evaluate_frames(
             cache=cache,
             indices=idx,
             crop_margin=crop_margin,
-            context_offsets=model_offsets(model),
+            context_offsets=model.frame_offsets(),
             context_video=context_video,
             context_frames=context_frames,
         )

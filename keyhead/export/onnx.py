@@ -7,21 +7,17 @@ normalisation is inside the graph. ``keyhead.runtime`` runs it with onnxruntime 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path, atomic_write
 from keyhead.models.build import load_run
-from keyhead.models.decoders import functional
 from keyhead.models.model import KeypointModel
 
 SIDECAR_SUFFIX = ".json"
@@ -35,32 +31,6 @@ def sidecar_path(onnx_path: str | os.PathLike) -> Path:
     return Path(str(onnx_path) + SIDECAR_SUFFIX)
 
 
-def _upsample_blur_static_groups(maps: torch.Tensor, steps: int, sigma: float = 1.0) -> torch.Tensor:
-    """:func:`keyhead.models.decoders.functional.upsample_blur` with K convolution groups instead of B*K.
-
-    ONNX's Conv needs a static group count, and B is the dynamic axis; the eager version folds B into the
-    groups because that is faster on CPU. Both compute the same numbers (the equivalence test checks it).
-    """
-    b, k, h, w = maps.shape
-    kernel = functional._gaussian_kernel5(sigma, maps.device, maps.dtype)[None, None].expand(k, 1, 5, 5)
-    x = maps
-    for _ in range(steps):
-        x = F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
-        x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=k)
-    return x.clamp_min(0.0)
-
-
-@contextlib.contextmanager
-def _exportable_decoders() -> Iterator[None]:
-    """While tracing, decoders upsample with a batch-independent group count (see above)."""
-    eager = functional.upsample_blur
-    functional.upsample_blur = _upsample_blur_static_groups
-    try:
-        yield
-    finally:
-        functional.upsample_blur = eager
-
-
 class ExportedKeypointModel(nn.Module):
     """Model + decoder as one module: images (B, C, H, W) in [0, 1] -> (xy (B, K, 2) input px, confidence (B, K))."""
 
@@ -69,7 +39,7 @@ class ExportedKeypointModel(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        kp = self.model.decode(self.model(image))
+        kp = self.model.decode(self.model(image), batch_groups=False)  # ONNX needs a static group count
         return kp.xy, kp.confidence
 
 
@@ -104,7 +74,7 @@ def preprocessing(model: KeypointModel, skeleton: list[tuple[str, str]], run_dir
         "keypoint_names": list(model.keypoint_names),
         "skeleton": [list(p) for p in skeleton],
         "head": type(model.head).__name__,
-        "decoder": getattr(model.codec, "decoder_name", "coords"),
+        "decoder": model.codec.decoder_name,
         "run": run_dir,
     }
 
@@ -158,7 +128,7 @@ def export_onnx(
         raise KeyheadError(f"--out {target}: name the file *.onnx")
     with atomic_path(target) as tmp:
         try:
-            with _exportable_decoders(), torch.no_grad():
+            with torch.no_grad():
                 program = torch.onnx.export(
                     wrapper,
                     (example,),

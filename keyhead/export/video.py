@@ -50,14 +50,8 @@ class _Window(nn.Module):
         self.model = model
 
     def forward(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        kp = self.model.decode(self.model.head.forward_window(window))
+        kp = self.model.decode(self.model.head.forward_window(window), batch_groups=False)
         return kp.xy, kp.confidence
-
-
-def frame_offsets(model: KeypointModel) -> list[int]:
-    """Window frame offsets relative to the target frame ([0] for single-frame heads)."""
-    head = model.head
-    return list(head.frame_offsets()) if hasattr(head, "frame_offsets") and model.context > 1 else [0]
 
 
 @contextlib.contextmanager
@@ -70,10 +64,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, name: str, outputs: list[str]) -> None:
-    from keyhead.export.onnx import _exportable_decoders
-
     try:
-        with _exportable_decoders(), torch.no_grad(), _quiet():
+        with torch.no_grad(), _quiet():
             program = torch.onnx.export(
                 module.eval(),
                 (example,),
@@ -130,7 +122,7 @@ def export_video_graphs(model: KeypointModel, folder: str | os.PathLike, extra_m
     folder.mkdir(parents=True, exist_ok=True)
     m = copy.deepcopy(model).cpu().float().eval()
     m.use_channels_last(False)
-    offsets = frame_offsets(m)
+    offsets = m.frame_offsets()
     h, w = m.input_size
     c = m.backbone.in_channels
     gen = torch.Generator().manual_seed(0)
@@ -161,7 +153,7 @@ def export_video_graphs(model: KeypointModel, folder: str | os.PathLike, extra_m
         "offsets": offsets,
         "keypoint_names": list(m.keypoint_names),
         "head": type(m.head).__name__,
-        "decoder": getattr(m.codec, "decoder_name", "coords"),
+        "decoder": m.codec.decoder_name,
         **(extra_meta or {}),
     }
     with atomic_write(folder / "meta.json") as fh:

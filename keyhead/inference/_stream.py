@@ -126,12 +126,6 @@ def _to_float(buf: np.ndarray, n: int) -> np.ndarray:
     return x
 
 
-def frame_offsets(model: Any) -> list[int]:
-    """Window frame offsets relative to the target frame ([0] for single-frame heads)."""
-    head = model.head
-    return list(head.frame_offsets()) if hasattr(head, "frame_offsets") and model.context > 1 else [0]
-
-
 class TorchVideoNet:
     """A :class:`keyhead.models.model.KeypointModel` behind the interface of :class:`keyhead.runtime.OnnxVideoNet`.
 
@@ -153,7 +147,7 @@ class TorchVideoNet:
         self.input_size = tuple(model.input_size)
         self.in_channels = model.backbone.in_channels
         self.keypoint_names = list(model.keypoint_names)
-        self.offsets = frame_offsets(model)
+        self.offsets = model.frame_offsets()
         self.bf16 = bf16
         fn = model.features if len(self.offsets) > 1 else model
         self._fn = torch.compile(fn, dynamic=False) if compile else fn

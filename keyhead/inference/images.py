@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from keyhead.data.context import model_offsets
 from keyhead.data.dataset import ImageCache, KeypointDataset
 from keyhead.data.face import crops_to_landmarks, landmark_boxes
 from keyhead.data.formats import load_labels
@@ -103,7 +102,7 @@ def predict_images(
         None,
         cache=cache,
         crop_margin=cfg.data.crop_margin,
-        context_offsets=model_offsets(model),
+        context_offsets=model.frame_offsets(),
         context_video=cfg.data.context_video,
         context_frames=cfg.data.context_frames,
     )

@@ -10,6 +10,7 @@ from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.models.codecs import CoordCodec, HeatmapCodec
+from keyhead.models.heads.base import Head
 from keyhead.registry import BACKBONES, HEADS
 from keyhead.types import Keypoints
 
@@ -22,7 +23,7 @@ class KeypointModel(nn.Module):
 
     Args:
         backbone: a :class:`keyhead.models.backbones.Backbone` (feature maps + feature_info, mean, std).
-        head: a registered head module; ``head.output_kind`` is "heatmap" or "coords".
+        head: a registered :class:`keyhead.models.heads.base.Head` (it declares its output kind, window, decoder).
         codec: the codec that makes the head's targets and decodes its output.
         keypoint_names: K names, in head output order.
 
@@ -30,9 +31,7 @@ class KeypointModel(nn.Module):
         x: (B, C, H, W) float images in [0, 1] (normalised inside with the backbone's mean/std).
     """
 
-    def __init__(
-        self, backbone: nn.Module, head: nn.Module, codec: HeatmapCodec | CoordCodec, keypoint_names: list[str]
-    ):
+    def __init__(self, backbone: nn.Module, head: Head, codec: HeatmapCodec | CoordCodec, keypoint_names: list[str]):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -63,7 +62,11 @@ class KeypointModel(nn.Module):
     @property
     def context(self) -> int:
         """Frames per input window (1 for single-frame heads; e.g. 5 for ``mhcrnn``)."""
-        return int(getattr(self.head, "context", 1))
+        return int(self.head.context)
+
+    def frame_offsets(self) -> list[int]:
+        """Offsets of the input window's frames from the predicted one ([0] for single-frame heads)."""
+        return list(self.head.frame_offsets())
 
     def forward(self, x: torch.Tensor) -> Any:
         """Raw head output. ``x`` is (B, C, H, W), or a frame window (B, T, C, H, W) / (B, V, T, C, H, W).
@@ -79,7 +82,7 @@ class KeypointModel(nn.Module):
         if x.shape[t_dim] == 1 and self.context > 1:  # a static window: one backbone pass, broadcast to T frames
             size = (*lead[:t_dim], self.context)
             return self.head([f.unflatten(0, lead).expand(*size, *f.shape[1:]) for f in self.features(frames)])
-        if self.training and not getattr(self.head, "context_grad", True) and torch.is_grad_enabled():
+        if self.training and not self.head.context_grad and torch.is_grad_enabled():
             feats = self._window_features_detached(x)
         else:
             feats = self.features(frames)
@@ -103,8 +106,9 @@ class KeypointModel(nn.Module):
             out.append(torch.cat([c[:, :target], f[:, None], c[:, target:]], dim=1).flatten(0, 1))
         return out
 
-    def decode(self, raw: Any) -> Keypoints:
-        return self.codec.decode(raw)
+    def decode(self, raw: Any, batch_groups: bool = True) -> Keypoints:
+        """The head's raw output -> keypoints; ``batch_groups=False`` keeps the graph batch-independent (export)."""
+        return self.codec.decode(raw, batch_groups=batch_groups)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> Keypoints:
@@ -163,6 +167,8 @@ def create_model(
     except TypeError as exc:
         raise KeyheadError(f"model.backbone_kwargs for backbone {backbone!r}: {exc}") from None
     head_cls = HEADS.get(head)
+    if not (isinstance(head_cls, type) and issubclass(head_cls, Head)):
+        raise KeyheadError(f"head {head!r} is not a keyhead.models.heads.base.Head subclass; derive it from Head")
     kwargs = dict(head_kwargs or {})
     if _takes(head_cls, "input_size"):
         kwargs.setdefault("input_size", tuple(input_size))
@@ -179,8 +185,8 @@ def create_model(
             f"choose a {head_cls.output_kind} loss"
         )
     if decoder is None:
-        decoder = getattr(head_mod, "default_decoder", "subpixel_maxima")
-        decoder_kwargs = {**getattr(head_mod, "default_decoder_kwargs", {}), **(decoder_kwargs or {})}
+        decoder = head_mod.default_decoder
+        decoder_kwargs = {**head_mod.default_decoder_kwargs, **(decoder_kwargs or {})}
     if head_cls.output_kind == "heatmap":
         codec: HeatmapCodec | CoordCodec = HeatmapCodec(
             input_size,
@@ -189,7 +195,7 @@ def create_model(
             spec.activation,
             decoder,
             decoder_kwargs,
-            offset=getattr(head_mod, "cell_offset", 0),
+            offset=head_mod.cell_offset,
         )
     else:
         codec = CoordCodec(input_size, **(decoder_kwargs or {}))

@@ -225,7 +225,7 @@ def _heatmap_panels(run: Path, truth: _Truth, split: str, path: Path) -> Path | 
     from keyhead.report.diagnostics import plot_heatmap_panels
 
     model, cfg = load_run(run)
-    if getattr(model.codec, "kind", "") != "heatmap" or model.context > 1:
+    if model.codec.kind != "heatmap" or model.context > 1:
         return None
     idx, pred, _ = truth.preds[split]
     err = np.linalg.norm(pred - truth.frames.keypoints[idx], axis=-1)

@@ -7,9 +7,8 @@ import numpy as np
 import torch
 
 from keyhead.config import AugmentConfig
-from keyhead.data.context import model_offsets, neighbour_paths
+from keyhead.data.context import neighbour_paths
 from keyhead.data.dataset import KeypointDataset
-from keyhead.models.model import create_model
 from keyhead.types import LabeledFrames
 
 
@@ -70,65 +69,3 @@ def test_neighbours_from_the_video_when_not_on_disk(tmp_path):
     ds = KeypointDataset(frames, (32, 32), None, in_channels=1, context_offsets=[-1, 0, 1])
     levels = ds[0]["image"].flatten(1).mean(1) * 255
     assert abs(levels[0].item() - 100) < 3 and abs(levels[2].item() - 140) < 3  # video frames 5 and 7
-
-
-def test_model_offsets():
-    assert model_offsets(create_model(num_keypoints=2, backbone="tiny", input_size=(64, 64))) is None
-    m = create_model(num_keypoints=2, backbone="tiny", head="mhcrnn", input_size=(64, 64))
-    assert model_offsets(m) == [-2, -1, 0, 1, 2]
-
-
-def _numbered(root, images):
-    folder = root / "labeled-data" / "s1"
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(images):
-        cv2.imwrite(str(folder / f"img{i:04d}.png"), img)
-    return [f"labeled-data/s1/img{i:04d}.png" for i in range(len(images))]
-
-
-def _moving_blob(n, size=64):
-    yy, xx = np.mgrid[:size, :size]
-    out = []
-    for i in range(n):
-        cx, cy = 20 + 24 * np.sin(i / 6), 32 + 20 * np.cos(i / 9)
-        out.append((255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 60)).astype(np.uint8))
-    return out
-
-
-def test_consecutive_video_frames_are_context_and_renumbered_picks_are_not(tmp_path):
-    from keyhead.data.context import context_source, neighbour_similarity
-
-    video = _numbered(tmp_path / "video", _moving_blob(40))
-    ratio = neighbour_similarity(tmp_path / "video", video)
-    assert ratio is not None and ratio < 0.5
-    assert context_source(tmp_path / "video", video)[0] == "frames"
-    rng = np.random.default_rng(0)
-    picks = [_moving_blob(200)[j] for j in rng.permutation(200)[:40]]  # hand-picked frames, renumbered 0..39
-    picked = _numbered(tmp_path / "picks", picks)
-    ratio = neighbour_similarity(tmp_path / "picks", picked)
-    assert ratio is not None and ratio > 0.7
-    source, reason = context_source(tmp_path / "picks", picked)
-    assert source == "static" and "numbered consecutively" in reason
-    assert context_source(tmp_path / "picks", picked, mode="frames")[0] == "frames"
-    assert context_source(tmp_path / "video", video, mode="static")[0] == "static"
-
-
-def test_static_windows_are_one_frame_and_the_model_broadcasts_them(tmp_path):
-    rels = _numbered(tmp_path, [_moving_blob(200)[j] for j in np.random.default_rng(1).permutation(200)[:12]])
-    frames = LabeledFrames(
-        root=tmp_path,
-        image_paths=rels,
-        keypoints=np.full((12, 1, 2), 20.0, np.float32),
-        keypoint_names=["a"],
-    )
-    ds = KeypointDataset(frames, (64, 64), None, in_channels=1, context_offsets=[-2, -1, 0, 1, 2])
-    assert ds.static_context and ds[3]["image"].shape == (1, 1, 64, 64)
-    forced = KeypointDataset(
-        frames, (64, 64), None, in_channels=1, context_offsets=[-2, -1, 0, 1, 2], context_frames="frames"
-    )
-    assert forced[3]["image"].shape == (5, 1, 64, 64)
-    torch.manual_seed(0)
-    m = create_model(num_keypoints=1, backbone="tiny", head="mhcrnn", input_size=(64, 64), in_channels=1).eval()
-    x = ds[3]["image"][None]
-    with torch.no_grad():
-        assert torch.allclose(m(x), m(x.expand(1, 5, 1, 64, 64)), atol=1e-5)

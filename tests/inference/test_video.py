@@ -148,7 +148,9 @@ def test_real_videos_openfield_mp4_and_an_mjpeg_avi_made_from_it(shared_data, tm
 
 def test_onnx_runtime_matches_eager(tmp_path):
     write_video(tmp_path / "v.mp4", n=8)
-    model = _model()  # a model object is exported to a temporary folder (run folders: tests/inference/test_video_speed.py)
+    model = (
+        _model()
+    )  # a model object is exported to a temporary folder (run folders: tests/inference/test_video_speed.py)
     a = predict_video(model, tmp_path / "v.mp4", tmp_path / "a", ["a", "b", "c"], batch_size=4, progress=False)
     b = predict_video(
         model, tmp_path / "v.mp4", tmp_path / "b", ["a", "b", "c"], batch_size=4, runtime="onnx", progress=False

@@ -62,3 +62,34 @@ def test_tiny_model_learns_a_fixed_point():
         opt.step()
     model.eval()
     assert (model.predict(x).xy - target).norm() < 3.0  # pixels
+
+
+def test_frame_offsets_come_from_the_head_declaration():
+    single = keyhead.create_model(num_keypoints=2, backbone="tiny", input_size=(64, 64))
+    assert single.frame_offsets() == [0] and single.context == 1
+    m = keyhead.create_model(num_keypoints=2, backbone="tiny", head="mhcrnn", input_size=(64, 64))
+    assert m.frame_offsets() == [-2, -1, 0, 1, 2]
+    causal = keyhead.create_model(
+        num_keypoints=2, backbone="tiny", head="mhcrnn", input_size=(64, 64), head_kwargs={"causal": True, "context": 3}
+    )
+    assert causal.frame_offsets() == [-2, -1, 0]
+
+
+def test_a_head_that_is_not_a_head_subclass_is_refused(monkeypatch):
+    from torch import nn
+
+    class Plain(nn.Module):
+        output_kind = "heatmap"
+
+    monkeypatch.setitem(HEADS._items, "plain_module", Plain)
+    with pytest.raises(KeyheadError, match="Head subclass"):
+        keyhead.create_model(num_keypoints=2, backbone="tiny", head="plain_module", input_size=(64, 64))
+
+
+def test_a_head_must_declare_a_known_output_kind():
+    from keyhead.models.heads.base import Head
+
+    with pytest.raises(TypeError, match="output_kind"):
+
+        class Bad(Head):
+            output_kind = "segmentation"

@@ -21,6 +21,7 @@ class CoordCodec:
     """
 
     kind = "coords"
+    decoder_name = "coords"  # the head predicts coordinates itself; nothing to choose
 
     def __init__(self, input_size: tuple[int, int], confidence_scale: float = 0.05) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -36,8 +37,11 @@ class CoordCodec:
     def to_pixels(self, xy_norm: torch.Tensor) -> torch.Tensor:
         return ((xy_norm + 1) * self._wh(xy_norm) - 1) / 2
 
-    def decode(self, raw: dict[str, torch.Tensor]) -> Keypoints:
-        """Regression head output {"coords": (B, K, 2), optional "log_scale": (B, K)} -> keypoints."""
+    def decode(self, raw: dict[str, torch.Tensor], batch_groups: bool = True) -> Keypoints:
+        """Regression head output {"coords": (B, K, 2), optional "log_scale": (B, K)} -> keypoints.
+
+        ``batch_groups`` is accepted for the codec interface; coordinates need no grouping.
+        """
         xy = self.to_pixels(raw["coords"].float())
         if "log_scale" in raw:
             conf = torch.exp(-raw["log_scale"].float().exp() / self.confidence_scale)

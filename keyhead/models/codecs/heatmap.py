@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from keyhead.models.decoders import Decoder
 from keyhead.models.decoders.functional import activate, pixels_to_cells
 from keyhead.registry import DECODERS
 from keyhead.types import Keypoints
@@ -57,9 +58,9 @@ class HeatmapCodec:
         self.sigma = float(sigma)
         self.activation = activation
         self.decoder_name = decoder
-        self.decoder = DECODERS.get(decoder)
+        self.decoder: Decoder = DECODERS.get(decoder)
         self.decoder_kwargs = dict(decoder_kwargs or {})
-        if decoder in ("subpixel_maxima", "calibrated_maxima"):
+        if self.decoder.pyramid:
             self.decoder_kwargs.setdefault("upsample_steps", max(0, self.stride.bit_length() - 1))
 
     def encode(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +93,7 @@ class HeatmapCodec:
         """Activated, non-negative maps (B, K, h, w) from head logits."""
         return activate(logits, self.activation)
 
-    def decode(self, logits: torch.Tensor | dict[str, torch.Tensor]) -> Keypoints:
+    def decode(self, logits: torch.Tensor | dict[str, torch.Tensor], batch_groups: bool = True) -> Keypoints:
         """Head logits (B, K, h, w) -> keypoints in input pixels with confidence.
 
         Logits of several heads stacked as (B, N, K, h, w) (e.g. ``mhcrnn``'s single- and multi-frame heads)
@@ -101,14 +102,16 @@ class HeatmapCodec:
         A dict holds the logits under "heatmaps" and, from heads that predict their own uncertainty (``dynamic``),
         a per-keypoint Laplace ``log_scale`` (B, K) in normalised units; the confidence is then
         ``exp(-b / confidence_scale)``, as for regression heads, instead of the decoder's.
+
+        ``batch_groups`` goes to pyramid decoders (see :mod:`keyhead.models.decoders`): ``False`` for export.
         """
         if isinstance(logits, dict):
-            kp = self.decode(logits["heatmaps"])
+            kp = self.decode(logits["heatmaps"], batch_groups)
             if "log_scale" in logits:
                 kp.confidence = torch.exp(-logits["log_scale"].float().exp() / self.confidence_scale)
             return kp
         if logits.ndim == 5:
-            parts = [self.decode(logits[:, i]) for i in range(logits.shape[1])]
+            parts = [self.decode(logits[:, i], batch_groups) for i in range(logits.shape[1])]
             conf = torch.stack([p.confidence for p in parts], dim=1)
             xy = torch.stack([p.xy for p in parts], dim=1)
             best = conf.argmax(dim=1, keepdim=True)
@@ -116,8 +119,9 @@ class HeatmapCodec:
                 xy.gather(1, best[..., None].expand(-1, -1, -1, 2)).squeeze(1), conf.gather(1, best).squeeze(1)
             )
         logits = logits.float()
-        maps = logits if getattr(self.decoder, "takes_logits", False) else self.maps(logits)
-        xy, conf = self.decoder(maps, stride=self.stride, **self.decoder_kwargs)
+        maps = logits if self.decoder.takes_logits else self.maps(logits)
+        extra = {"batch_groups": batch_groups} if self.decoder.pyramid else {}
+        xy, conf = self.decoder.fn(maps, stride=self.stride, **self.decoder_kwargs, **extra)
         return Keypoints(xy + self.offset * self.stride, conf)
 
     def __repr__(self) -> str:

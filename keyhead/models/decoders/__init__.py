@@ -1,6 +1,16 @@
-"""Decoders: heatmaps -> (x, y) input pixels + confidence. Pure functions in ``functional``, registered here."""
+"""Decoders: heatmaps -> (x, y) input pixels + confidence. Pure functions in ``functional``, registered here.
+
+A registered :class:`Decoder` states what its function needs, so the codec never checks a decoder's name:
+``takes_logits`` (a temperature softmax of the raw logits, not of the activated maps) and ``pyramid`` (it
+upsamples the maps once per stride level, so the codec passes ``upsample_steps`` from the stride and
+``batch_groups``, the convolution grouping: ``True`` is faster in eager PyTorch, ``False`` exports to ONNX
+with a dynamic batch axis; both give the same numbers).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from keyhead.models.decoders.functional import (
     activate,
@@ -15,13 +25,26 @@ from keyhead.models.decoders.functional import (
 )
 from keyhead.registry import DECODERS
 
-DECODERS.register("argmax")(argmax_subpixel)
-DECODERS.register("soft_argmax")(soft_argmax)
-soft_argmax.takes_logits = True  # a temperature softmax of the logits themselves (FOMM, DSNT)
-DECODERS.register("subpixel_maxima")(subpixel_maxima)
-DECODERS.register("calibrated_maxima")(calibrated_maxima)
+
+@dataclass(frozen=True)
+class Decoder:
+    """A registered decoder: ``fn(maps, stride=..., **kwargs) -> (xy (B, K, 2), confidence (B, K))``."""
+
+    fn: Callable
+    takes_logits: bool = False
+    pyramid: bool = False
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+DECODERS.register("argmax")(Decoder(argmax_subpixel))
+DECODERS.register("soft_argmax")(Decoder(soft_argmax, takes_logits=True))  # FOMM's gaussian2kp, DSNT
+DECODERS.register("subpixel_maxima")(Decoder(subpixel_maxima, pyramid=True))
+DECODERS.register("calibrated_maxima")(Decoder(calibrated_maxima, pyramid=True))
 
 __all__ = [
+    "Decoder",
     "activate",
     "argmax_subpixel",
     "calibrated_maxima",

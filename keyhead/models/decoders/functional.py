@@ -135,15 +135,20 @@ def _gaussian_kernel5(sigma: float, device: torch.device, dtype: torch.dtype) ->
     return g[:, None] * g[None, :]
 
 
-def upsample_blur(maps: torch.Tensor, steps: int, sigma: float = 1.0) -> torch.Tensor:
-    """Upsample 2x per step (bicubic, align_corners=False) and smooth with a 5x5 Gaussian (a pyramid step)."""
+def upsample_blur(maps: torch.Tensor, steps: int, sigma: float = 1.0, batch_groups: bool = True) -> torch.Tensor:
+    """Upsample 2x per step (bicubic, align_corners=False) and smooth with a 5x5 Gaussian (a pyramid step).
+
+    ``batch_groups``: one depthwise convolution over all B*K maps (B*K groups), several times faster on CPU than
+    K groups per image; ``False`` uses K groups, a count that does not depend on the batch, as an ONNX graph with
+    a dynamic batch axis needs. Both give the same numbers.
+    """
     b, k, h, w = maps.shape
-    # one depthwise convolution over all B*K maps (groups) is several times faster than B*K single-channel ones
-    kernel = _gaussian_kernel5(sigma, maps.device, maps.dtype)[None, None].expand(b * k, 1, 5, 5)
-    x = maps.reshape(1, b * k, h, w)
+    groups = b * k if batch_groups else k
+    kernel = _gaussian_kernel5(sigma, maps.device, maps.dtype)[None, None].expand(groups, 1, 5, 5)
+    x = maps.reshape(1, b * k, h, w) if batch_groups else maps
     for _ in range(steps):
         x = F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
-        x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=b * k)
+        x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=groups)
     return x.clamp_min(0.0).reshape(b, k, x.shape[-2], x.shape[-1])
 
 
@@ -174,6 +179,7 @@ def subpixel_maxima(
     beta: float = 1000.0,
     radius: int = 2,
     window: int | None = 5,
+    batch_groups: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lightning Pose's ``run_subpixelmaxima``: upsample, sharpen, take the spatial expectation.
 
@@ -194,6 +200,7 @@ def subpixel_maxima(
         beta: sharpening factor (Lightning Pose: 1000).
         radius: confidence window half-size in upsampled cells.
         window: half-size in cells of the region upsampled around each peak (None: the whole map).
+        batch_groups: convolution grouping of :func:`upsample_blur` (``False`` for ONNX export).
 
     Returns:
         xy (B, K, 2) in input pixels; confidence (B, K).
@@ -201,11 +208,11 @@ def subpixel_maxima(
     h, w = maps.shape[-2:]
     if window is not None and 2 * window < min(h, w):
         crops, origin = crop_around_peaks(maps, window)
-        up = upsample_blur(crops, upsample_steps)
+        up = upsample_blur(crops, upsample_steps, batch_groups=batch_groups)
         up = up / maps.flatten(2).sum(-1).clamp_min(1e-12)[..., None, None]
         xy, conf = soft_argmax(up, stride / 2**upsample_steps, temperature=1.0 / beta, radius=radius)
         return xy + origin.to(xy.dtype) * stride, conf
-    up = upsample_blur(maps, upsample_steps)
+    up = upsample_blur(maps, upsample_steps, batch_groups=batch_groups)
     up = up / up.flatten(2).sum(-1).clamp_min(1e-12)[..., None, None] * (4**upsample_steps)
     return soft_argmax(up, stride / 2**upsample_steps, temperature=1.0 / beta, radius=radius)
 
@@ -217,6 +224,7 @@ def calibrated_maxima(
     beta: float = 1000.0,
     radius_px: float | None = None,
     window: int | None = 5,
+    batch_groups: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sub-pixel maxima positions with a confidence that does not saturate.
 
@@ -229,13 +237,13 @@ def calibrated_maxima(
     Args:
         maps: (B, K, h, w) spatial-softmax heatmaps.
         stride: input pixels per cell.
-        upsample_steps, beta, window: as :func:`subpixel_maxima`.
+        upsample_steps, beta, window, batch_groups: as :func:`subpixel_maxima`.
         radius_px: disc radius in input pixels (default: 2 cells).
 
     Returns:
         xy (B, K, 2) in input pixels; confidence (B, K) in [0, 1].
     """
-    xy, _ = subpixel_maxima(maps, stride, upsample_steps, beta, window=window)
+    xy, _ = subpixel_maxima(maps, stride, upsample_steps, beta, window=window, batch_groups=batch_groups)
     b, k, h, w = maps.shape
     r = (2.0 * stride) if radius_px is None else float(radius_px)
     centres = cells_to_pixels(torch.arange(max(h, w), device=maps.device, dtype=maps.dtype), stride)

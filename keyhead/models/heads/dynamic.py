@@ -18,6 +18,7 @@ from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.models.decoders.functional import log2_int
+from keyhead.models.heads.base import Head
 from keyhead.models.heads.vit import map_to_tokens
 from keyhead.registry import HEADS
 
@@ -82,7 +83,7 @@ class QueryLayer(nn.Module):
 
 
 @HEADS.register("dynamic")
-class DynamicHead(nn.Module):
+class DynamicHead(Head):
     """Input-conditioned queries -> per-keypoint dynamic 1x1 convolutions -> K heatmaps, plus a per-keypoint scale.
 
     1. Features: conv3x3 -> BN -> ReLU on the deepest map (C -> D), then 2x transposed convolutions up to the

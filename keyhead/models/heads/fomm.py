@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from keyhead.errors import KeyheadError
+from keyhead.models.heads.base import Head
 from keyhead.registry import HEADS
 
 
@@ -129,7 +130,7 @@ class JacobianPool(nn.Module):
 
 
 @HEADS.register("fomm_kp")
-class FommKPHead(nn.Module):
+class FommKPHead(Head):
     """FOMM ``KPDetector``'s head on the hourglass features (parameter names as first-order-model: kp, jacobian).
 
     Args:

@@ -9,6 +9,7 @@ from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.models.decoders.functional import log2_int
+from keyhead.models.heads.base import Head
 from keyhead.registry import HEADS
 
 
@@ -41,7 +42,7 @@ def make_upsampling_layers(
 
 
 @HEADS.register("heatmap")
-class HeatmapHead(nn.Module):
+class HeatmapHead(Head):
     """Heatmap head of Lightning Pose (``HeatmapHead``), from the deepest backbone feature map.
 
     Upsampling: PixelShuffle(2), then ``n = log2(backbone stride) - downsample_factor - 1`` transposed

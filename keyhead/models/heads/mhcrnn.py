@@ -15,6 +15,7 @@ from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.models.decoders.functional import log2_int
+from keyhead.models.heads.base import Head
 from keyhead.models.heads.heatmap import make_upsampling_layers
 from keyhead.registry import HEADS
 
@@ -99,7 +100,7 @@ class UpsamplingCRNN(nn.Module):
 
 
 @HEADS.register("mhcrnn")
-class MHCRNNHead(nn.Module):
+class MHCRNNHead(Head):
     """Multi-head CRNN heatmap head (Lightning Pose ``HeatmapMHCRNNHead``), with a configurable window.
 
     The model feeds it the deepest backbone features of a frame window; the target frame is the centre of

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from keyhead.models.heads.base import Head
 from keyhead.registry import HEADS
 
 
 @HEADS.register("regression")
-class RegressionHead(nn.Module):
+class RegressionHead(Head):
     """Global average pooling, optional hidden MLP layer, a linear layer to 2K coordinates in [-1, 1].
 
     With ``uncertainty=True`` a second linear layer predicts a per-keypoint Laplace scale (``log_scale``,

@@ -10,6 +10,7 @@ from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.models.backbones.simple_cnn import make_activation
+from keyhead.models.heads.base import Head
 from keyhead.registry import HEADS
 
 
@@ -45,7 +46,7 @@ class CoordOutput:
 
 
 @HEADS.register("regression_fc")
-class RegressionFCHead(CoordOutput, nn.Module):
+class RegressionFCHead(CoordOutput, Head):
     """Flatten (B, C, h, w) -> dropout -> hidden FC layers -> 2K coordinates in [-1, 1] (+ a Laplace log-scale).
 
     Unlike ``regression`` (global average pooling), every cell of the map keeps its own weights, so the layer

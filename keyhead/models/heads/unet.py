@@ -11,6 +11,7 @@ from torch import nn
 from keyhead.errors import KeyheadError
 from keyhead.models.backbones.unet import DoubleConv
 from keyhead.models.decoders.functional import log2_int
+from keyhead.models.heads.base import Head
 from keyhead.registry import HEADS
 
 
@@ -32,7 +33,7 @@ class UpBlock(nn.Module):
 
 
 @HEADS.register("unet")
-class UNetHead(nn.Module):
+class UNetHead(Head):
     """U-Net decoder from the deepest map back to stride ``2**downsample_factor``, then a 1x1 conv to K heatmaps.
 
     Every 2x up step concatenates the backbone map of that stride when there is one (the skip connection) and

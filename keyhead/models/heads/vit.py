@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from keyhead.errors import KeyheadError
+from keyhead.models.heads.base import Head
 from keyhead.models.heads.regression_fc import CoordOutput, mlp
 from keyhead.registry import HEADS
 
@@ -23,7 +24,7 @@ def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 @HEADS.register("vit_flatten")
-class ViTFlattenHead(CoordOutput, nn.Module):
+class ViTFlattenHead(CoordOutput, Head):
     """Seed 001's "flatten and regress": all patch tokens (CLS excluded) flattened, FC layers -> 2K coordinates.
 
     Flattening 196 x 384 DINO tokens gives 75,264 inputs; ``token_dim`` first projects every token to a few
@@ -82,7 +83,7 @@ class ViTFlattenHead(CoordOutput, nn.Module):
 
 
 @HEADS.register("vit_query")
-class ViTQueryHead(nn.Module):
+class ViTQueryHead(Head):
     """Seed 001's learnable-query attention head: one static query per keypoint attends over the patch tokens.
 
     With tokens T (B, N, D) (layer-normed), K = T W_k and V = T W_v:

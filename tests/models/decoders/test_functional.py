@@ -127,3 +127,24 @@ def test_calibrated_confidence_does_not_saturate_and_ranks_spread():
     cal = calibrated_maxima(maps, 4, 2)[1][0]
     assert lp[0] > 0.999  # Lightning Pose's confidence saturates for a well-localised map
     assert 0.5 < cal[0] < 0.9 and cal[1] < cal[0] - 0.2
+
+
+@pytest.mark.parametrize("decoder", ["subpixel_maxima", "calibrated_maxima"])
+@pytest.mark.parametrize("window", [None, 3])
+def test_batch_independent_groups_give_the_same_keypoints(decoder: str, window):
+    """``batch_groups=False`` (K groups, what ONNX export needs) decodes exactly as the eager B*K grouping."""
+    gen = torch.Generator().manual_seed(0)
+    maps = spatial_softmax(torch.randn(3, 4, 16, 16, generator=gen) * 3)
+    codec = HeatmapCodec((64, 64), 4, decoder=decoder, decoder_kwargs={"window": window})
+    eager, static = codec.decode(maps.log(), batch_groups=True), codec.decode(maps.log(), batch_groups=False)
+    assert torch.allclose(eager.xy, static.xy, atol=1e-4) and torch.allclose(
+        eager.confidence, static.confidence, atol=1e-5
+    )
+
+
+def test_decoders_declare_what_they_take():
+    from keyhead.registry import DECODERS
+
+    assert DECODERS.get("soft_argmax").takes_logits and not DECODERS.get("subpixel_maxima").takes_logits
+    assert DECODERS.get("subpixel_maxima").pyramid and not DECODERS.get("argmax").pyramid
+    assert HeatmapCodec((64, 64), 4, decoder="argmax").decoder_kwargs == {}  # no pyramid steps for a plain arg-max
