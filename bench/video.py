@@ -168,7 +168,8 @@ def bf16_deviation(head: str, video: Path, frames: int = 400) -> dict | None:
     (untrained speed models have flat heatmaps): distance to the float32 keypoints on the first frames, px."""
     import numpy as np
 
-    from keyhead.inference.video import predict_videos, read_predictions
+    from keyhead.inference.video import predict_videos
+    from keyhead.io.predictions import iter_prediction_chunks
 
     acc = json.loads(RESULTS.read_text()).get("accuracy", {}).get("results", {}) if RESULTS.is_file() else {}
     run = Path(acc.get(head, {}).get("run", ""))
@@ -179,7 +180,7 @@ def bf16_deviation(head: str, video: Path, frames: int = 400) -> dict | None:
         res = predict_videos(
             run, [video], RUNS / f"bf16_{runtime}", runtime=runtime, resume=False, progress=False, max_frames=frames
         )[0]
-        xy[runtime] = np.concatenate([c[1] for c in read_predictions(res.csv)])
+        xy[runtime] = np.concatenate([c[1] for c in iter_prediction_chunks(res.csv)])
     d = np.linalg.norm(xy["torch"] - xy["torch-bf16"], axis=-1)
     p50, p95, p99, top = (round(float(v), 3) for v in np.nanpercentile(d, [50, 95, 99, 100]))
     return {"run": str(run), "frames": frames, "median_px": p50, "p95_px": p95, "p99_px": p99, "max_px": top}

@@ -6,7 +6,6 @@ Nothing here imports torch at module level: the ``--runtime onnx`` path runs wit
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import queue
 import threading
@@ -221,27 +220,6 @@ def window_indices(targets: range, offsets: list[int], last: int) -> np.ndarray:
     return np.clip(t, 0, last)
 
 
-def format_rows(start: int, xy: np.ndarray, conf: np.ndarray) -> str:
-    """DLC CSV rows ``index,x,y,likelihood,...`` (4 decimals; a missing value is an empty field).
-
-    Args:
-        start: index of the first row's frame.
-        xy: (N, K, 2) (x, y) in original pixels.
-        conf: (N, K) confidence.
-    """
-    n, k = conf.shape
-    vals = np.concatenate([xy.astype(np.float64), conf.astype(np.float64)[..., None]], axis=-1).reshape(n, 3 * k)
-    fmt = "%d," + ",".join(["%.4f"] * (3 * k))
-    finite = np.isfinite(vals).all(1)
-    lines = []
-    for j, row in enumerate(vals.tolist()):
-        if finite[j]:
-            lines.append(fmt % (start + j, *row))
-        else:
-            lines.append(f"{start + j}," + ",".join(f"{v:.4f}" if math.isfinite(v) else "" for v in row))
-    return "\n".join(lines) + "\n"
-
-
 def to_original(xy: np.ndarray, wh: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
     """Input-pixel (x, y) (..., 2) -> original-frame pixels (the inverse of the whole-frame resize)."""
     s = np.array([wh[0] / input_size[1], wh[1] / input_size[0]])
@@ -264,31 +242,3 @@ def completed_rows(partial: os.PathLike, header: str) -> int:
             break
         n += 1
     return n
-
-
-def read_csv_chunks(csv_path: os.PathLike, chunksize: int = 5000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (row labels (n,), values (n, 3K) float64, empty fields NaN) of a DLC CSV, without pandas."""
-    import csv
-
-    with open(csv_path, newline="") as f:
-        reader = csv.reader(f)
-        for _ in range(3):
-            next(reader, None)
-        labels, rows = [], []
-        for row in reader:
-            if not row:
-                continue
-            labels.append(row[0])
-            rows.append([float(v) if v else math.nan for v in row[1:]])
-            if len(rows) == chunksize:
-                yield _labels(labels), np.array(rows, dtype=np.float64)
-                labels, rows = [], []
-        if rows:
-            yield _labels(labels), np.array(rows, dtype=np.float64)
-
-
-def _labels(labels: list[str]) -> np.ndarray:
-    try:
-        return np.array([int(v) for v in labels])
-    except ValueError:
-        return np.array(labels)

@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from keyhead.errors import KeyheadError
-from keyhead.inference.smoothing import read_prediction_table
 from keyhead.io.atomic import atomic_write
-from keyhead.runtime.onnx_predict import write_predictions_csv
+from keyhead.io.predictions import read_prediction_table, write_prediction_table
 
 COMBINE = ("median", "mean")
 
@@ -84,7 +83,7 @@ def combine_csvs(csvs: list[Path], out_csv: Path, combine: str = "median") -> tu
         if r != rows:
             raise KeyheadError(f"{p}: its rows differ from {csvs[0]}'s; members must predict the same frames")
     xy, conf, var = combine_keypoints(np.stack([t[2] for t in tables]), np.stack([t[3] for t in tables]), combine)
-    main = write_predictions_csv(out_csv, rows, names, xy, conf, scorer=f"keyhead-ensemble-{combine}")
+    main = write_prediction_table(out_csv, rows, names, xy, conf, scorer=f"keyhead-ensemble-{combine}")
     side = write_variance_csv(out_csv.with_name(f"{out_csv.stem}_variance.csv"), rows, names, var, "keyhead-ensemble")
     return main, side
 

@@ -16,7 +16,6 @@ Needs NumPy only (no torch).
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -24,52 +23,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from keyhead.errors import KeyheadError
-from keyhead.runtime.onnx_predict import write_predictions_csv
+from keyhead.io.predictions import read_prediction_table, write_prediction_table
 
 METHODS = ("kalman", "savgol")
-
-
-def read_prediction_table(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray, np.ndarray, str]:
-    """A DeepLabCut prediction CSV (3 header rows; x, y, likelihood per keypoint).
-
-    Returns:
-        (row labels (N,) e.g. frame numbers or image paths, K keypoint names, xy (N, K, 2) with NaN for empty cells,
-        likelihood (N, K) with NaN for empty cells, the scorer).
-
-    Raises:
-        KeyheadError: a missing file, a wrong header, a keypoint without x / y / likelihood, or a non-number cell.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise KeyheadError(f"{path}: prediction CSV not found; pass the CSV written by keyhead predict")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
-    if len(rows) < 3 or [r[0].strip().lower() for r in rows[:3]] != ["scorer", "bodyparts", "coords"]:
-        raise KeyheadError(f"{path}: not a DeepLabCut prediction CSV (3 header rows scorer/bodyparts/coords)")
-    parts, coords = [c.strip() for c in rows[1][1:]], [c.strip().lower() for c in rows[2][1:]]
-    names = list(dict.fromkeys(parts))
-    col = {(p, c): j for j, (p, c) in enumerate(zip(parts, coords, strict=False))}
-    for n in names:
-        for c in ("x", "y", "likelihood"):
-            if (n, c) not in col:
-                raise KeyheadError(f"{path}: keypoint '{n}' has no {c} column; a prediction table has x, y, likelihood")
-    order = [col[n, c] for n in names for c in ("x", "y", "likelihood")]
-    values = np.full((len(rows) - 3, len(order)), np.nan)
-    for i, r in enumerate(rows[3:]):
-        cells = r[1:]
-        for j, src in enumerate(order):
-            cell = cells[src].strip() if src < len(cells) else ""
-            if cell:
-                try:
-                    values[i, j] = float(cell)
-                except ValueError:
-                    raise KeyheadError(
-                        f"{path}, row {i + 4}: {parts[src]} {coords[src]} {cell!r} is not a number; "
-                        "leave the cell empty for a missing value"
-                    ) from None
-    v = values.reshape(len(values), len(names), 3)
-    scorer = rows[0][1].strip() if len(rows[0]) > 1 else "keyhead"
-    return [r[0] for r in rows[3:]], names, v[..., :2].copy(), v[..., 2].copy(), scorer
 
 
 def kalman_smooth(
@@ -238,4 +194,4 @@ def smooth_predictions(
     target = Path(out) if out is not None else csv_path.with_name(f"{csv_path.stem}_smoothed.csv")
     if target.resolve() == csv_path.resolve():
         raise KeyheadError(f"{target}: the output would replace the input; choose another --out")
-    return write_predictions_csv(target, rows, names, smoothed.astype(np.float32), lik, scorer=scorer)
+    return write_prediction_table(target, rows, names, smoothed.astype(np.float32), lik, scorer=scorer)

@@ -22,6 +22,7 @@ import numpy as np
 from keyhead.errors import KeyheadError
 from keyhead.inference._stream import completed_rows
 from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.io.predictions import format_frame_rows, iter_prediction_chunks, prediction_header
 from keyhead.io.rundir import RUN_FILES, check_run_dir
 from keyhead.io.video import VIDEO_EXTS, VideoInfo, iter_frames, probe, transcode
 
@@ -37,16 +38,6 @@ __all__ = [
 ]
 
 RUNTIMES = ("torch", "onnx", "compile", "torch-bf16")
-
-
-def dlc_header(scorer: str, names: list[str]) -> str:
-    """The three header rows of a DeepLabCut predictions CSV (x, y, likelihood per keypoint)."""
-    cols = [(n, c) for n in names for c in ("x", "y", "likelihood")]
-    return (
-        "scorer," + ",".join(scorer for _ in cols) + "\n"
-        "bodyparts," + ",".join(n for n, _ in cols) + "\n"
-        "coords," + ",".join(c for _, c in cols) + "\n"
-    )
 
 
 def _truncate_to(partial: Path, header: str, n_rows: int) -> None:
@@ -116,7 +107,7 @@ def predict_video(
     """
     from tqdm import tqdm
 
-    from keyhead.inference._stream import BatchReader, FeatureStore, format_rows, to_original, window_indices
+    from keyhead.inference._stream import BatchReader, FeatureStore, to_original, window_indices
 
     if batch_size < 1:
         raise KeyheadError(f"--batch-size {batch_size}: give a positive number of frames per forward pass")
@@ -126,7 +117,7 @@ def predict_video(
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(video).stem
     csv_path, partial = out_dir / f"{stem}.csv", out_dir / f"{stem}.csv.partial"
-    header = dlc_header(scorer, keypoint_names)
+    header = prediction_header(keypoint_names, scorer)
     done = completed_rows(partial, header) if resume else 0
     if done:
         _truncate_to(partial, header, done)
@@ -149,7 +140,7 @@ def predict_video(
 
             def emit(xy: np.ndarray, conf: np.ndarray, first: int) -> None:
                 nonlocal predicted
-                sink.write(format_rows(first, to_original(xy, wh, net.input_size), conf))
+                sink.write(format_frame_rows(first, to_original(xy, wh, net.input_size), conf))
                 sink.flush()
                 predicted += len(xy)
                 bar.update(len(xy))
@@ -226,15 +217,6 @@ def _video_net(model: Any, runtime: str) -> Any:
     return TorchVideoNet(model, compile=runtime == "compile", bf16=runtime == "torch-bf16")
 
 
-def read_predictions(csv_path: str | os.PathLike, names: list[str] | None = None, chunksize: int = 5000):
-    """Yield (frame indices (n,), xy (n, K, 2), confidence (n, K)) chunks of a DLC predictions CSV."""
-    from keyhead.inference._stream import read_csv_chunks
-
-    for labels, values in read_csv_chunks(csv_path, chunksize):
-        arr = values.reshape(len(values), values.shape[1] // 3, 3)
-        yield labels, arr[..., :2], arr[..., 2]
-
-
 def _pca_errors(pca: Any, xy: np.ndarray) -> np.ndarray:
     """Per-keypoint Pose PCA reconstruction error (N, K) px of keypoints (N, K, 2), in NumPy (no torch needed);
     the same numbers as :meth:`keyhead.engine.semi.PosePCA.errors`."""
@@ -266,7 +248,7 @@ def summarise_predictions(csv_path: str | os.PathLike, names: list[str], pca: An
     jump_sum, jump_n = np.zeros(k), np.zeros(k)
     conf_sum, conf_n = np.zeros(k), np.zeros(k)
     prev = None
-    for _, xy, conf in read_predictions(csv_path):
+    for _, xy, conf in iter_prediction_chunks(csv_path):
         seq = xy if prev is None else np.concatenate([prev[None], xy])
         d = np.linalg.norm(np.diff(seq, axis=0), axis=-1)
         ok = np.isfinite(d)
@@ -312,7 +294,7 @@ def write_labeled_video(
     info = probe(video)
     colors = _palette(64)
     out = Path(out)
-    rows = read_predictions(csv_path)
+    rows = iter_prediction_chunks(csv_path)
     idx, xy, conf = next(rows)
     pos = 0
     with atomic_path(out) as tmp:

@@ -9,7 +9,6 @@ are missing (e.g. the training data moved) is replaced by a one-line note instea
 from __future__ import annotations
 
 import base64
-import csv
 import datetime
 import html
 import json
@@ -27,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from keyhead.errors import KeyheadError  # noqa: E402
 from keyhead.io.atomic import atomic_path, atomic_write  # noqa: E402
+from keyhead.io.predictions import read_prediction_table
 
 SPLITS = ("train", "val", "test")
 CSS = """
@@ -116,39 +116,12 @@ def plot_keypoint_errors(splits: dict[str, dict], names: list[str], path: Path) 
 
 
 def read_video_predictions(csv_path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """A DLC prediction CSV of a video: (names, frame numbers (T,), xy (T, K, 2), likelihood (T, K))."""
-    if not csv_path.is_file():
-        raise KeyheadError(f"{csv_path}: video prediction CSV not found; pass the <video stem>.csv of keyhead predict")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 3 or [r[0].strip().lower() for r in rows[:3]] != ["scorer", "bodyparts", "coords"]:
-        raise KeyheadError(f"{csv_path}: not a DeepLabCut prediction CSV (3 header rows scorer/bodyparts/coords)")
-    parts, coords = rows[1][1:], [c.strip().lower() for c in rows[2][1:]]
-    names = list(dict.fromkeys(parts))
-    col = {(p, c): j for j, (p, c) in enumerate(zip(parts, coords, strict=True))}
-    missing = [n for n in names for c in ("x", "y", "likelihood") if (n, c) not in col]
-    if missing:
-        raise KeyheadError(f"{csv_path}: keypoint '{missing[0]}' lacks x, y or likelihood columns")
-    body = rows[3:]
-    t, k = len(body), len(names)
-    xy, lik, frames = np.full((t, k, 2), np.nan), np.full((t, k), np.nan), np.arange(t, dtype=np.float64)
-    for i, r in enumerate(body):
-        try:
-            frames[i] = float(r[0])
-        except ValueError:
-            frames[i] = i
-        vals = r[1:]
-        for j, n in enumerate(names):
-            for slot, c in ((0, "x"), (1, "y"), (2, "likelihood")):
-                cell = vals[col[n, c]].strip() if col[n, c] < len(vals) else ""
-                try:
-                    v = float(cell) if cell else np.nan
-                except ValueError:
-                    raise KeyheadError(f"{csv_path}, row {i + 4}: {n} {c} {cell!r} is not a number") from None
-                if slot < 2:
-                    xy[i, j, slot] = v
-                else:
-                    lik[i, j] = v
+    """A prediction table of a video: (names, frame numbers (T,), xy (T, K, 2), likelihood (T, K))."""
+    rows, names, xy, lik, _ = read_prediction_table(csv_path)
+    try:
+        frames = np.array([float(r) for r in rows], dtype=np.float64)
+    except ValueError:
+        frames = np.arange(len(rows), dtype=np.float64)
     return names, frames, xy, lik
 
 

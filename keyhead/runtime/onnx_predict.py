@@ -7,7 +7,6 @@ the predicted keypoints are mapped back to original-image pixels with the invers
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -16,8 +15,9 @@ import cv2
 import numpy as np
 
 from keyhead.errors import KeyheadError
-from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.io.atomic import atomic_path
 from keyhead.io.images import collect_images, read_image, resize_matrix
+from keyhead.io.predictions import write_prediction_table
 from keyhead.runtime.session import ort_session
 
 PRED = (40, 40, 230)  # BGR red, as keyhead's overlays (prediction red)
@@ -102,34 +102,6 @@ class OnnxKeypointModel:
         return np.concatenate(xs), np.concatenate(cs)
 
 
-def _fmt(v: float) -> str:
-    return repr(float(v)) if np.isfinite(v) else ""
-
-
-def write_predictions_csv(
-    path: str | os.PathLike,
-    rows: list[str],
-    names: list[str],
-    xy: np.ndarray,
-    confidence: np.ndarray,
-    scorer: str = "keyhead",
-) -> Path:
-    """A DeepLabCut prediction table (scorer / bodyparts / coords rows; x, y, likelihood), written atomically."""
-    header = [
-        ["scorer"] + [scorer] * (3 * len(names)),
-        ["bodyparts"] + [n for n in names for _ in range(3)],
-        ["coords"] + ["x", "y", "likelihood"] * len(names),
-    ]
-    with atomic_write(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerows(header)
-        for i, row in enumerate(rows):
-            writer.writerow(
-                [row] + [_fmt(v) for j in range(len(names)) for v in (xy[i, j, 0], xy[i, j, 1], confidence[i, j])]
-            )
-    return Path(path)
-
-
 def draw_predictions(
     image: np.ndarray, xy: np.ndarray, confidence: np.ndarray, threshold: float, skeleton: list[tuple[int, int]]
 ) -> np.ndarray:
@@ -190,7 +162,7 @@ def predict_images_onnx(
                 target = out / "overlays" / (row.replace("/", "__").rsplit(".", 1)[0] + ".png")
                 with atomic_path(target) as tmp:
                     cv2.imwrite(str(tmp), draw_predictions(img, p_xy, p_conf, threshold, skeleton))
-    csv_path = write_predictions_csv(
+    csv_path = write_prediction_table(
         out / "predictions.csv", rows, model.keypoint_names, np.concatenate(xy_all), np.concatenate(conf_all)
     )
     print(f"predicted {len(images)} images with onnxruntime -> {csv_path}")

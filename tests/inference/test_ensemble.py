@@ -15,10 +15,9 @@ from keyhead.config import RunConfig, save_config
 from keyhead.errors import KeyheadError
 from keyhead.inference.ensembles import combine_csvs, combine_keypoints, predict_ensemble
 from keyhead.inference.images import predict_images
-from keyhead.inference.smoothing import read_prediction_table
+from keyhead.io.predictions import read_prediction_table, write_prediction_table
 from keyhead.models.build import model_from_config
 from keyhead.models.weights import save_weights
-from keyhead.runtime.onnx_predict import write_predictions_csv
 
 NAMES = ["a", "b", "c"]
 
@@ -55,14 +54,14 @@ def test_combine_csvs_checks_members(tmp_path: Path):
     rows = ["0", "1"]
     xy = np.arange(12, dtype=np.float32).reshape(2, 3, 2)
     conf = np.full((2, 3), 0.5, np.float32)
-    a = write_predictions_csv(tmp_path / "a.csv", rows, NAMES, xy, conf)
-    b = write_predictions_csv(tmp_path / "b.csv", rows, NAMES, xy + 2, conf)
+    a = write_prediction_table(tmp_path / "a.csv", rows, NAMES, xy, conf)
+    b = write_prediction_table(tmp_path / "b.csv", rows, NAMES, xy + 2, conf)
     main_csv, var_csv = combine_csvs([a, b], tmp_path / "out.csv", "mean")
     _, names, got, lik, _ = read_prediction_table(main_csv)
     assert names == NAMES and np.allclose(got, xy + 1) and np.allclose(lik, 0.5)
     lines = var_csv.read_text().splitlines()
     assert lines[2].startswith("coords,x_var,y_var") and lines[3].split(",")[1:3] == ["1.0", "1.0"]
-    c = write_predictions_csv(tmp_path / "c.csv", rows, ["a", "b", "z"], xy, conf)
+    c = write_prediction_table(tmp_path / "c.csv", rows, ["a", "b", "z"], xy, conf)
     with pytest.raises(KeyheadError, match="share their keypoints"):
         combine_csvs([a, c], tmp_path / "x.csv")
 

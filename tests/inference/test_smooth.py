@@ -9,8 +9,8 @@ import pytest
 
 from keyhead.cli import main
 from keyhead.errors import KeyheadError
-from keyhead.inference.smoothing import read_prediction_table, savgol_smooth, smooth_predictions, smooth_trajectories
-from keyhead.runtime.onnx_predict import write_predictions_csv
+from keyhead.inference.smoothing import savgol_smooth, smooth_predictions, smooth_trajectories
+from keyhead.io.predictions import read_prediction_table, write_prediction_table
 
 T = 300
 GAP = slice(120, 135)
@@ -74,7 +74,7 @@ def test_savgol_parameters_and_long_gaps():
 
 def test_csv_round_trip_and_cli(tmp_path: Path):
     truth, noisy, conf = trajectory()
-    src = write_predictions_csv(tmp_path / "vid.csv", [str(i) for i in range(T)], ["a", "b"], noisy, conf, "me")
+    src = write_prediction_table(tmp_path / "vid.csv", [str(i) for i in range(T)], ["a", "b"], noisy, conf, "me")
     main(["smooth", str(src), "--method", "kalman", "--min-confidence", "0.5"])
     rows, names, xy, lik, scorer = read_prediction_table(tmp_path / "vid_smoothed.csv")
     assert rows == [str(i) for i in range(T)] and names == ["a", "b"] and scorer == "me"

@@ -14,8 +14,9 @@ import torch
 
 from keyhead.config import RunConfig, save_config
 from keyhead.errors import KeyheadError
-from keyhead.inference._stream import BatchReader, format_rows, read_csv_chunks
-from keyhead.inference.video import predict_video, predict_videos, read_predictions
+from keyhead.inference._stream import BatchReader
+from keyhead.inference.video import predict_video, predict_videos
+from keyhead.io.predictions import format_frame_rows, iter_prediction_chunks, prediction_header, read_prediction_table
 from keyhead.models.model import create_model
 from keyhead.models.weights import save_weights
 from keyhead.runtime.video_onnx import FOLDER
@@ -177,14 +178,20 @@ def _tiny():
 def test_rows_are_formatted_like_dlc_with_empty_missing_values(tmp_path):
     xy = np.array([[[1.23456, -2.0], [np.nan, np.nan]], [[3.0, 4.0], [5.5, 6.25]]], np.float32)
     conf = np.array([[0.5, np.nan], [1.0, 0.125]], np.float32)
-    assert format_rows(7, xy, conf) == "7,1.2346,-2.0000,0.5000,,,\n8,3.0000,4.0000,1.0000,5.5000,6.2500,0.1250\n"
+    assert format_frame_rows(7, xy, conf) == "7,1.2346,-2.0000,0.5000,,,\n8,3.0000,4.0000,1.0000,5.5000,6.2500,0.1250\n"
     csv = tmp_path / "p.csv"
-    header = "scorer,k,k,k,k,k,k\nbodyparts,a,a,a,b,b,b\ncoords,x,y,likelihood,x,y,likelihood\n"
-    csv.write_text(header + format_rows(7, xy, conf))
-    labels, values = next(read_csv_chunks(csv))
-    ref = pd.read_csv(csv, header=[0, 1, 2], index_col=0)
+    header = prediction_header(["a", "b"], "k")
+    assert header == "scorer,k,k,k,k,k,k\nbodyparts,a,a,a,b,b,b\ncoords,x,y,likelihood,x,y,likelihood\n"
+    csv.write_text(header + format_frame_rows(7, xy, conf))
+    labels, got_xy, got_conf = next(iter_prediction_chunks(csv))
+    ref = pd.read_csv(csv, header=[0, 1, 2], index_col=0).to_numpy(dtype=np.float64).reshape(2, 2, 3)
     assert labels.tolist() == [7, 8]
-    np.testing.assert_array_equal(values, ref.to_numpy(dtype=np.float64))
+    np.testing.assert_array_equal(got_xy, ref[..., :2])
+    np.testing.assert_array_equal(got_conf, ref[..., 2])
+    # the full reader gives the same numbers, and the streamed table reads like one written whole
+    rows, names, xy_t, lik_t, scorer = read_prediction_table(csv)
+    assert (rows, names, scorer) == (["7", "8"], ["a", "b"], "k")
+    np.testing.assert_array_equal(xy_t, ref[..., :2])
 
 
 def test_bad_runtime_and_batch_size_are_one_line_errors(tmp_path):
@@ -217,6 +224,6 @@ def test_numpy_pca_errors_match_pose_pca(tmp_path):
 def test_bf16_runtime_predicts_every_frame(tmp_path):
     write_video(tmp_path / "v.mp4", n=9)
     res = predict_video(_tiny(), tmp_path / "v.mp4", tmp_path / "o", NAMES, runtime="torch-bf16", progress=False)
-    _, xy, conf = next(read_predictions(res.csv))
+    _, xy, conf = next(iter_prediction_chunks(res.csv))
     assert res.n_frames == 9 and res.summary_data["runtime"] == "torch-bf16"
     assert np.isfinite(xy).all() and ((xy >= -0.5) & (xy <= 47.5)).all() and ((conf >= 0) & (conf <= 1)).all()

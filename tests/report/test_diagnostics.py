@@ -65,6 +65,9 @@ class _StubModel(torch.nn.Module):
         self.backbone = type("B", (), {"in_channels": 3})()
         self.head = type("H", (), {"num_keypoints": xy.shape[0]})()
 
+    def frame_offsets(self) -> list[int]:
+        return [0]
+
     def predict(self, x: torch.Tensor) -> Keypoints:
         return Keypoints(self.xy.expand(len(x), -1, -1).clone(), self.conf.expand(len(x), -1).clone())
 

@@ -20,6 +20,7 @@ from keyhead.data.formats._common import relative_image_path, resolve_root
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
 from keyhead.io.hdf import read_pandas_hdf
+from keyhead.io.predictions import write_prediction_table
 from keyhead.types import LabeledFrames
 
 _HEADER = ["scorer", "bodyparts", "coords"]
@@ -68,8 +69,12 @@ def write_dlc_csv(
     Returns:
         The written path.
     """
+    if likelihood is not None:
+        return write_prediction_table(
+            path, frames.image_paths, frames.keypoint_names, frames.keypoints, likelihood, scorer=scorer
+        )
     n, k = len(frames), frames.num_keypoints
-    coords = ["x", "y"] if likelihood is None else ["x", "y", "likelihood"]
+    coords = ["x", "y"]
     rows = [
         ["scorer"] + [scorer] * (k * len(coords)),
         ["bodyparts"] + [name for name in frames.keypoint_names for _ in coords],
@@ -79,8 +84,6 @@ def write_dlc_csv(
         row = [frames.image_paths[i]]
         for j in range(k):
             row += [_fmt(frames.keypoints[i, j, 0]), _fmt(frames.keypoints[i, j, 1])]
-            if likelihood is not None:
-                row.append(_fmt(likelihood[i, j]))
         rows.append(row)
     with atomic_write(path, "w", newline="") as f:
         csv.writer(f).writerows(rows)
