@@ -118,10 +118,10 @@ def predict(
     (temporal norm, confidence, frames/s) and with --labeled-video an MP4 with the points drawn; an interrupted
     video prediction resumes where it stopped.
     """
-    from keyhead.io.video import VIDEO_EXTS
+    from keyhead.io.video import VIDEO_SUFFIXES
 
-    videos = [p for p in inputs if p.suffix.lower() in VIDEO_EXTS]
-    images = [p for p in inputs if p.suffix.lower() not in VIDEO_EXTS]
+    videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
+    images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
     if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):
         _predict_light_or_ensemble(run_dir, images, videos, out, runtime, ensemble, combine, no_overlays, threshold)
         return

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 
 from keyhead.config import RunConfig, load_config, template_dir
 from keyhead.errors import KeyheadError
+from keyhead.evaluation.timing import time_calls
 from keyhead.io.atomic import atomic_write
 
 COLUMNS = [
@@ -146,18 +146,8 @@ def measure_latency(model: torch.nn.Module, repeats: int = 20, warmup: int = 3) 
     x = torch.rand(1, model.backbone.in_channels, h, w, device=device)
     if model.context > 1:
         x = x[:, None].expand(1, model.context, *x.shape[1:]).contiguous()
-    for _ in range(warmup):
-        model.predict(x)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        model.predict(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * min(times)
+    times = time_calls({"model": lambda: model.predict(x)}, repeats, warmup, sync=device.type == "cuda")
+    return min(times["model"])
 
 
 def _cached_latency(run_dir: Path, model: torch.nn.Module, repeats: int) -> float:
@@ -296,42 +286,14 @@ def _overlays(rows: list[dict], frames, chosen: list[int], out: Path) -> Path | 
 
 def heatmap_panels(run_dir: Path, frames, index: int, out: Path) -> Path | None:
     """Predicted vs target heatmaps of one frame for a heatmap-head run (None for other heads)."""
-    from keyhead.data.dataset import KeypointDataset
     from keyhead.models.build import load_run
-    from keyhead.report.diagnostics import plot_heatmap_panels
+    from keyhead.report.diagnostics import model_heatmap_panels
 
     model, cfg = load_run(run_dir)
-    if model.codec.kind != "heatmap" or model.context > 1:
-        return None
-    ds = KeypointDataset(
-        frames, model.input_size, None, in_channels=cfg.data.in_channels, crop_margin=cfg.data.crop_margin
-    )
-    sample = ds[ds.indices.index(index)]
-    x = sample["image"][None]
-    with torch.inference_mode():
-        raw = model.eval()(x)
-    logits = raw["heatmaps"] if isinstance(raw, dict) else raw
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
-        return None
-    maps = model.codec.maps(logits.float())[0].numpy()
-    targets = model.codec.encode(sample["keypoints"][None].float())[0][0].numpy()
-    kp = model.decode(raw)
-    names = model.keypoint_names
     faces = [8, 30, 36, 45, 48, 54]  # chin, nose tip, outer eye corners, mouth corners
-    keypoints = faces if len(names) == 68 else None
-    return plot_heatmap_panels(
-        sample["image"].numpy().transpose(1, 2, 0),
-        maps,
-        out / f"heatmaps_{run_dir.name}.png",
-        target_maps=targets,
-        keypoints=keypoints,
-        names=names,
-        stride=model.codec.stride,
-        offset=model.codec.offset,
-        pred_xy=kp.xy[0].numpy(),
-        true_xy=sample["keypoints"].numpy(),
-        title=f"{run_dir.name}: {Path(frames.image_paths[index]).name}",
-    )
+    keypoints = faces if len(model.keypoint_names) == 68 else None
+    title = f"{run_dir.name}: {Path(frames.image_paths[index]).name}"
+    return model_heatmap_panels(model, cfg, frames, index, out / f"heatmaps_{run_dir.name}.png", keypoints, title)
 
 
 def compare(

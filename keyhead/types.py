@@ -6,6 +6,7 @@ Coordinates everywhere are continuous pixel coordinates in (x, y) order, with th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -99,3 +100,29 @@ class LabeledFrames:
             visibility=None if self.visibility is None else self.visibility[idx],
             boxes=None if self.boxes is None else self.boxes[idx],
         )
+
+
+def flip_permutation(num_keypoints: int, flip_pairs: Sequence[tuple[int, int]]) -> list[int]:
+    """The keypoint order of a mirrored image: ``perm[j]`` is the keypoint that ``j`` becomes.
+
+    Args:
+        num_keypoints: K.
+        flip_pairs: index pairs (a, b) swapped by a horizontal flip; each index in at most one pair.
+
+    Returns:
+        A permutation of range(K) that is its own inverse.
+
+    Example:
+        >>> flip_permutation(4, [(0, 3)])
+        [3, 1, 2, 0]
+    """
+    perm = list(range(num_keypoints))
+    seen: set[int] = set()
+    for a, b in flip_pairs:
+        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints) or a == b:
+            raise KeyheadError(f"flip pair ({a}, {b}) is not two different keypoints of 0..{num_keypoints - 1}")
+        if a in seen or b in seen:
+            raise KeyheadError(f"flip pair ({a}, {b}): a keypoint appears in two pairs; each has one mirror partner")
+        seen |= {a, b}
+        perm[a], perm[b] = b, a
+    return perm

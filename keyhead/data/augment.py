@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from keyhead.config import AugmentConfig
-from keyhead.io.images import resize_matrix  # noqa: F401  (re-exported)
+from keyhead.io.images import resize_matrix, warp  # noqa: F401  (re-exported)
 
 
 def box_matrix(box_xywh: np.ndarray, dst_wh: tuple[int, int], margin: float = 1.25) -> np.ndarray:
@@ -39,14 +39,6 @@ def random_affine(rng: np.random.Generator, cfg: AugmentConfig, out_wh: tuple[in
     rot = np.array([[c * f, -si, 0], [si * f, c, 0], [0, 0, 1]])
     back = np.array([[1, 0, cx + tx], [0, 1, cy + ty], [0, 0, 1]])
     return back @ rot @ to_origin, flip
-
-
-def warp(image: np.ndarray, matrix: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
-    """Warp an (H, W[, C]) image with a 3x3 matrix (pixel-centre convention), keeping the channel axis."""
-    out = cv2.warpAffine(
-        image, matrix[:2].astype(np.float64), out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
-    return out[..., None] if out.ndim == 2 else out
 
 
 def transform_points(xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from keyhead.errors import KeyheadError
-from keyhead.io.video import VIDEO_EXTS
+from keyhead.io.video import VIDEO_SUFFIXES
 
 _FRAME = re.compile(r"^(?P<prefix>.*?)(?P<num>\d+)(?P<ext>\.[A-Za-z0-9]+)$")
 
@@ -83,7 +83,7 @@ def find_video(root: str | os.PathLike, rel: str, explicit: str | None = None) -
     session = Path(rel).parent.name
     root = Path(root)
     for base in (root, root.parent):
-        for ext in VIDEO_EXTS:
+        for ext in VIDEO_SUFFIXES:
             cand = base / "videos" / f"{session}{ext}"
             if session and cand.is_file():
                 return cand

@@ -18,7 +18,7 @@ from keyhead.data.augment import box_matrix, photometric, random_affine, resize_
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
 from keyhead.io.images import read_image  # noqa: F401  (re-exported: keyhead.data.dataset.read_image)
-from keyhead.types import LabeledFrames
+from keyhead.types import LabeledFrames, flip_permutation
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,7 @@ class KeypointDataset(Dataset):
         self.indices = list(range(len(frames))) if indices is None else list(indices)
         self.seed = seed
         self.epoch = 0
-        perm = np.arange(frames.num_keypoints)
-        for a, b in self.flip_pairs:
-            perm[a], perm[b] = b, a
-        self._flip_perm = perm
+        self._flip_perm = np.array(flip_permutation(frames.num_keypoints, self.flip_pairs))
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -161,7 +161,8 @@ class ClipPool:
         clip_length: int = 4,
         seed: int = 0,
     ) -> None:
-        from keyhead.io.video import iter_frames, probe, resize_like_training
+        from keyhead.io.images import resize_like_training
+        from keyhead.io.video import iter_frames, probe
 
         self.clip_length = clip_length
         clips: list[np.ndarray] = []
@@ -185,7 +186,7 @@ class ClipPool:
             for i, frame in iter_frames(video, in_channels):
                 if i in wanted:
                     ci, j = wanted[i]
-                    buf[ci, j] = resize_like_training(frame, input_size).transpose(2, 0, 1)
+                    buf[ci, j] = resize_like_training(frame, input_size)[0].transpose(2, 0, 1)
                 if i >= last:
                     break
             clips.append(buf)
@@ -231,7 +232,7 @@ class UnsupervisedLosses:
 
 def find_videos(cfg: RunConfig) -> list[Path]:
     """``semi.videos`` as files: explicit paths/folders, or ``auto`` = the project's ``videos/`` folder."""
-    from keyhead.io.video import VIDEO_EXTS
+    from keyhead.io.video import VIDEO_SUFFIXES
 
     out: list[Path] = []
     for entry in cfg.semi.videos:
@@ -239,14 +240,14 @@ def find_videos(cfg: RunConfig) -> list[Path]:
             root = Path(cfg.data.path)
             root = root if root.is_dir() else root.parent
             folder = root / "videos"
-            found = sorted(p for p in folder.glob("*") if p.suffix.lower() in VIDEO_EXTS) if folder.is_dir() else []
+            found = sorted(p for p in folder.glob("*") if p.suffix.lower() in VIDEO_SUFFIXES) if folder.is_dir() else []
             if not found:
                 raise KeyheadError(f"semi.videos=auto: no videos in {folder}; list the video files in semi.videos")
             out.extend(found)
             continue
         p = Path(entry)
         if p.is_dir():
-            out.extend(sorted(q for q in p.glob("*") if q.suffix.lower() in VIDEO_EXTS))
+            out.extend(sorted(q for q in p.glob("*") if q.suffix.lower() in VIDEO_SUFFIXES))
         elif p.is_file():
             out.append(p)
         else:

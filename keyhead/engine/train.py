@@ -24,6 +24,7 @@ from keyhead.engine.resume import RUN_DIR_ENV, optimizer_file, read_resume_state
 from keyhead.engine.sampler import EpochBatchSampler, launched_rank
 from keyhead.engine.semi import setup_semi
 from keyhead.io.atomic import atomic_write
+from keyhead.io.rundir import write_skeleton
 from keyhead.models.build import check_components, model_from_config
 from keyhead.models.tta import save_flip_pairs
 from keyhead.models.weights import load_weights
@@ -128,8 +129,7 @@ def train(
         save_split(split, frames, run_dir / "split.json", image_sizes(frames))
         with atomic_write(run_dir / "keypoints.txt") as f:
             f.write("\n".join(frames.keypoint_names) + "\n")
-        with atomic_write(run_dir / "skeleton.json") as f:
-            json.dump([list(pair) for pair in frames.skeleton], f)
+        write_skeleton(run_dir, frames.skeleton)
         save_flip_pairs(run_dir, frames.keypoint_names, flips)
     else:
         split = load_split(run_dir / "split.json", frames)

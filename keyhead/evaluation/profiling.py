@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from keyhead.errors import KeyheadError
+from keyhead.evaluation.timing import timed_call
 from keyhead.io.atomic import atomic_path, atomic_write
 from keyhead.models.model import KeypointModel
 
@@ -401,7 +402,7 @@ def profile_model(
     rec, plain = _Recorder(pipe, sync), []
     with torch.inference_mode():
         for i in range(warmup + repeats):
-            seconds = _time_pass(pipe, x, sync)
+            seconds = timed_call(lambda: pipe(x), sync)
             rec.attach()
             try:
                 pipe(x)
@@ -472,17 +473,6 @@ def profile_model(
         "flops": flops.get("", 0),
     }
     return Profile(name, settings, stages, totals, blocks, layer_types, mod_rows)
-
-
-def _time_pass(pipe: nn.Module, x: Tensor, sync: bool) -> float:
-    """Seconds of one pass."""
-    if sync:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    pipe(x)
-    if sync:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
 def _layer_type_table(rows: list[tuple[str, str]], modules: dict[str, nn.Module], rec: _Recorder) -> dict[str, Any]:

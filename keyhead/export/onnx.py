@@ -17,6 +17,7 @@ from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.io.rundir import read_skeleton
 from keyhead.models.build import load_run
 from keyhead.models.model import KeypointModel
 
@@ -77,11 +78,6 @@ def preprocessing(model: KeypointModel, skeleton: list[tuple[str, str]], run_dir
         "decoder": model.codec.decoder_name,
         "run": run_dir,
     }
-
-
-def _read_skeleton(run: Path) -> list[tuple[str, str]]:
-    path = run / "skeleton.json"
-    return [tuple(p) for p in json.loads(path.read_text())] if path.is_file() else []
 
 
 def export_onnx(
@@ -151,7 +147,7 @@ def export_onnx(
                     f"(> {TOLERANCE_PX}); not exported"
                 )
     with atomic_write(sidecar_path(target)) as f:
-        json.dump(preprocessing(model, _read_skeleton(run), str(run.resolve())), f, indent=1)
+        json.dump(preprocessing(model, read_skeleton(run), str(run.resolve())), f, indent=1)
     return target
 
 

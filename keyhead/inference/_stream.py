@@ -12,10 +12,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 
 from keyhead.errors import KeyheadError
+from keyhead.io.images import resize_like_training
 
 _END = object()
 
@@ -65,18 +65,15 @@ class BatchReader:
         return False
 
     def _run(self, frames: Iterator, input_size: tuple[int, int], batch_size: int, stop: int | None) -> None:
-        from keyhead.io.images import resize_matrix
-
         h, w = input_size
         try:
             with contextlib.closing(frames):
-                buf, n, first, wh, matrix = None, 0, 0, None, None
+                buf, n, first, wh = None, 0, 0, None
                 for i, frame in frames:
                     if self._stop.is_set() or (stop is not None and i >= stop):
                         break
                     if wh is None:
                         wh = (frame.shape[1], frame.shape[0])
-                        matrix = resize_matrix(wh, (w, h))[:2]
                     elif (frame.shape[1], frame.shape[0]) != wh:
                         raise KeyheadError(
                             f"frame {i} is {frame.shape[1]}x{frame.shape[0]} but the video started at {wh[0]}x{wh[1]}; "
@@ -84,8 +81,7 @@ class BatchReader:
                         )
                     if buf is None:
                         buf, first = np.empty((batch_size, h, w, frame.shape[2]), np.uint8), i
-                    out = cv2.warpAffine(frame, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                    buf[n] = out.reshape(h, w, -1)
+                    buf[n] = resize_like_training(frame, input_size)[0]
                     n += 1
                     if n == batch_size:
                         if not self._put((first, _to_float(buf, n), wh)):

@@ -128,7 +128,7 @@ def predict_ensemble(
     """
     from keyhead.inference.images import predict_images
     from keyhead.inference.video import predict_videos
-    from keyhead.io.video import VIDEO_EXTS
+    from keyhead.io.video import VIDEO_SUFFIXES
 
     runs = [Path(r) for r in run_dirs]
     if len(runs) < 2:
@@ -136,8 +136,8 @@ def predict_ensemble(
     if combine not in COMBINE:
         raise KeyheadError(f"--combine {combine!r}: choose {' or '.join(COMBINE)}")
     _check_members(runs)
-    videos = [Path(p) for p in inputs if Path(p).suffix.lower() in VIDEO_EXTS]
-    images = [Path(p) for p in inputs if Path(p).suffix.lower() not in VIDEO_EXTS]
+    videos = [Path(p) for p in inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    images = [Path(p) for p in inputs if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
     out = Path(out_dir) if out_dir is not None else runs[0] / "predictions"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".ensemble-") as tmp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from keyhead.data.prepare import select_keypoints
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path
 from keyhead.io.images import collect_images
+from keyhead.io.rundir import read_skeleton
 from keyhead.models.build import load_run
 from keyhead.models.model import KeypointModel
 from keyhead.models.tta import flip_predict, run_flip_pairs
@@ -111,9 +111,7 @@ def predict_images(
     frames.keypoints = xy
     csv_path = write_dlc_csv(frames, out / "predictions.csv", scorer="keyhead", likelihood=conf)
     if overlays:
-        skeleton_file = Path(run_dir) / "skeleton.json"
-        pairs = json.loads(skeleton_file.read_text()) if skeleton_file.is_file() else []
-        skeleton = skeleton_indices(model.keypoint_names, [tuple(p) for p in pairs])
+        skeleton = skeleton_indices(model.keypoint_names, read_skeleton(run_dir))
         (out / "overlays").mkdir(parents=True, exist_ok=True)
         for i, p in enumerate(tqdm(images, desc="overlays", disable=not progress)):
             img = ds.cache.get(i)[0]

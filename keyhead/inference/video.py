@@ -23,11 +23,11 @@ from keyhead.errors import KeyheadError
 from keyhead.inference._stream import completed_rows
 from keyhead.io.atomic import atomic_path, atomic_write
 from keyhead.io.predictions import format_frame_rows, iter_prediction_chunks, prediction_header
-from keyhead.io.rundir import RUN_FILES, check_run_dir
-from keyhead.io.video import VIDEO_EXTS, VideoInfo, iter_frames, probe, transcode
+from keyhead.io.rundir import RUN_FILES, check_run_dir, read_skeleton
+from keyhead.io.video import VIDEO_SUFFIXES, VideoInfo, iter_frames, probe, transcode
 
 __all__ = [
-    "VIDEO_EXTS",
+    "VIDEO_SUFFIXES",
     "VideoInfo",
     "VideoPrediction",
     "iter_frames",
@@ -387,10 +387,8 @@ def predict_videos(
     else:
         raise KeyheadError(f"--runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
     names = list(model.keypoint_names)
-    skeleton_file = run / "skeleton.json"
-    pairs = json.loads(skeleton_file.read_text()) if skeleton_file.is_file() else []
     index = {n: i for i, n in enumerate(names)}
-    skeleton = [(index[a], index[b]) for a, b in pairs if a in index and b in index]
+    skeleton = [(index[a], index[b]) for a, b in read_skeleton(run) if a in index and b in index]
     out = Path(out_dir) if out_dir else run / "predictions"
     pca = load_pca(run / "pca.safetensors") if (run / "pca.safetensors").is_file() else None
     results = []

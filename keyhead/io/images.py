@@ -54,3 +54,25 @@ def collect_images(inputs: list[str | os.PathLike], hint: str = "") -> list[Path
     if not unique:
         raise KeyheadError(f"no images found in {', '.join(str(i) for i in inputs)}")
     return unique
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, out_wh: tuple[int, int]) -> np.ndarray:
+    """Warp an (H, W[, C]) image with a 3x3 matrix (pixel-centre convention), keeping the channel axis."""
+    out = cv2.warpAffine(
+        image, matrix[:2].astype(np.float64), out_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
+    return out[..., None] if out.ndim == 2 else out
+
+
+def resize_like_training(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a whole image or frame (H, W[, C]) to the model input ``(h, w)`` as training and evaluation do.
+
+    One bilinear affine warp with :func:`resize_matrix`; every prediction path (PyTorch, ONNX, video streaming,
+    semi-supervised clips) resizes with this function, so all of them see the pixels training saw.
+
+    Returns:
+        (resized (h, w, C) uint8, the 3x3 original -> input matrix).
+    """
+    h, w = input_size
+    m = resize_matrix((image.shape[1], image.shape[0]), (w, h))
+    return warp(image, m, (w, h)), m

@@ -15,6 +15,8 @@ import numpy as np
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path
 
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")  # what keyhead reads as video
+
 
 @dataclass
 class VideoInfo:
@@ -129,14 +131,3 @@ def _iter_frames_cv2(path: Path, in_channels: int, start: int) -> Iterator[tuple
             i += 1
     finally:
         cap.release()
-
-
-def resize_like_training(frame: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
-    """Resize a whole frame (H, W, C) to the model input exactly as evaluation does (one bilinear affine warp)."""
-    from keyhead.data.augment import resize_matrix, warp
-
-    h, w = input_size
-    return warp(frame, resize_matrix((frame.shape[1], frame.shape[0]), (w, h)), (w, h))
-
-
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")

@@ -17,37 +17,11 @@ import torch
 
 from keyhead.data.formats.ibug68 import IBUG68_FLIP_PAIRS, IBUG68_NAMES
 from keyhead.errors import KeyheadError
-from keyhead.types import Keypoints
+from keyhead.types import Keypoints, flip_permutation
 
 log = logging.getLogger("keyhead")
 
 FLIP_PAIRS_FILE = "flip_pairs.json"
-
-
-def flip_permutation(num_keypoints: int, flip_pairs: Sequence[tuple[int, int]]) -> list[int]:
-    """The keypoint order of a mirrored image: ``perm[j]`` is the keypoint that ``j`` becomes.
-
-    Args:
-        num_keypoints: K.
-        flip_pairs: index pairs (a, b) swapped by a horizontal flip; each index in at most one pair.
-
-    Returns:
-        A permutation of range(K) that is its own inverse.
-
-    Example:
-        >>> flip_permutation(4, [(0, 3)])
-        [3, 1, 2, 0]
-    """
-    perm = list(range(num_keypoints))
-    seen: set[int] = set()
-    for a, b in flip_pairs:
-        if not (0 <= a < num_keypoints and 0 <= b < num_keypoints) or a == b:
-            raise KeyheadError(f"flip pair ({a}, {b}) is not two different keypoints of 0..{num_keypoints - 1}")
-        if a in seen or b in seen:
-            raise KeyheadError(f"flip pair ({a}, {b}): a keypoint appears in two pairs; each has one mirror partner")
-        seen |= {a, b}
-        perm[a], perm[b] = b, a
-    return perm
 
 
 def unflip_keypoints(kp: Keypoints, width: int, flip_pairs: Sequence[tuple[int, int]]) -> Keypoints:

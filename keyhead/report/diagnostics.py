@@ -326,3 +326,50 @@ def plot_overlay_grid(
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def model_heatmap_panels(
+    model, cfg, frames, index: int, path: str | os.PathLike, keypoints: Sequence[int] | None = None, title: str = ""
+) -> Path | None:
+    """:func:`plot_heatmap_panels` of a loaded run on frame ``index`` of ``frames`` (None for non-heatmap heads).
+
+    The frame is prepared as evaluation prepares it (whole image or crop, resized to the model input); the panels
+    show the model's activated maps, the training targets, and the decoded and true keypoints.
+    """
+    import torch
+
+    from keyhead.data.dataset import KeypointDataset
+
+    if model.codec.kind != "heatmap" or model.context > 1:
+        return None
+    ds = KeypointDataset(
+        frames,
+        model.input_size,
+        None,
+        indices=[index],
+        in_channels=cfg.data.in_channels,
+        crop_margin=cfg.data.crop_margin,
+    )
+    sample = ds[0]
+    with torch.inference_mode():
+        raw = model.eval()(sample["image"][None])
+        kp = model.decode(raw)
+    logits = raw["heatmaps"] if isinstance(raw, dict) else raw
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
+        return None
+    maps = model.codec.maps(logits.float())[0].numpy()
+    target = model.codec.encode(sample["keypoints"][None].double())[0][0].float().numpy()
+    image = (sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    return plot_heatmap_panels(
+        image,
+        maps,
+        path,
+        target_maps=target,
+        keypoints=keypoints,
+        names=model.keypoint_names,
+        stride=model.codec.stride,
+        offset=model.codec.offset,
+        pred_xy=kp.xy[0].numpy(),
+        true_xy=sample["keypoints"].numpy(),
+        title=title,
+    )

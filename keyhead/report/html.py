@@ -191,48 +191,17 @@ class _Truth:
 
 def _heatmap_panels(run: Path, truth: _Truth, split: str, path: Path) -> Path | None:
     """Predicted vs target heatmaps on the worst frame of ``split`` (heatmap heads only)."""
-    import torch
-
-    from keyhead.data.dataset import KeypointDataset
     from keyhead.models.build import load_run
-    from keyhead.report.diagnostics import plot_heatmap_panels
+    from keyhead.report.diagnostics import model_heatmap_panels
 
     model, cfg = load_run(run)
-    if model.codec.kind != "heatmap" or model.context > 1:
-        return None
     idx, pred, _ = truth.preds[split]
     err = np.linalg.norm(pred - truth.frames.keypoints[idx], axis=-1)
     with np.errstate(all="ignore"):
         per_frame = np.nan_to_num(np.nanmean(err, axis=1), nan=-1.0)
     i = idx[int(np.argmax(per_frame))]
-    ds = KeypointDataset(
-        truth.frames,
-        model.input_size,
-        None,
-        indices=[i],
-        in_channels=cfg.data.in_channels,
-        crop_margin=cfg.data.crop_margin,
-    )
-    sample = ds[0]
-    with torch.inference_mode():
-        raw = model(sample["image"][None])
-        kp = model.decode(raw)
-    logits = raw["heatmaps"] if isinstance(raw, dict) else raw
-    maps = model.codec.maps(logits.float())[0].numpy()
-    target = model.codec.encode(sample["keypoints"][None].double())[0][0].float().numpy()
-    image = (sample["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    return plot_heatmap_panels(
-        image,
-        maps,
-        path,
-        target_maps=target,
-        names=model.keypoint_names,
-        stride=model.codec.stride,
-        offset=model.codec.offset,
-        pred_xy=kp.xy[0].numpy(),
-        true_xy=sample["keypoints"].numpy(),
-        title=f"worst {split} frame: {truth.frames.image_paths[i]} (model input pixels)",
-    )
+    title = f"worst {split} frame: {truth.frames.image_paths[i]} (model input pixels)"
+    return model_heatmap_panels(model, cfg, truth.frames, i, path, title=title)
 
 
 def _reliability(truth: _Truth, split: str, metrics: dict, path: Path) -> Path | None:

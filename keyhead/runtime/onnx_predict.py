@@ -16,7 +16,7 @@ import numpy as np
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path
-from keyhead.io.images import collect_images, read_image, resize_matrix
+from keyhead.io.images import collect_images, read_image, resize_like_training
 from keyhead.io.predictions import write_prediction_table
 from keyhead.runtime.session import ort_session
 
@@ -73,10 +73,7 @@ class OnnxKeypointModel:
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, C) uint8 image -> ((C, h, w) float32 in [0, 1], 3x3 original -> input matrix)."""
-        h, w = self.input_size
-        m = resize_matrix((image.shape[1], image.shape[0]), (w, h))
-        out = cv2.warpAffine(image, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        out = out[..., None] if out.ndim == 2 else out
+        out, m = resize_like_training(image, self.input_size)
         return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32) / 255.0, m
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,13 @@ def test_flip_swaps_pairs(tmp_path):
     assert np.allclose(flipped[2], [127 - plain[2, 0], plain[2, 1]], atol=1e-4)
 
 
+@pytest.mark.parametrize("pairs", [[(0, 1), (1, 2)], [(0, 9)], [(2, 2)]])
+def test_flip_pairs_are_checked_as_at_test_time(tmp_path, pairs):
+    """The training flip uses the same checked permutation as flip test-time augmentation."""
+    with pytest.raises(KeyheadError, match="flip pair"):
+        KeypointDataset(dot_frames(tmp_path), (96, 128), None, flip_pairs=pairs, in_channels=1)
+
+
 def test_augmentation_is_deterministic_per_epoch(tmp_path):
     frames = dot_frames(tmp_path)
     ds = KeypointDataset(frames, (64, 64), AugmentConfig(), in_channels=1, seed=1)

@@ -54,8 +54,10 @@ from keyhead.fomm.compress.prune import channel_importance, init_from_teacher
 from keyhead.fomm.compress.runtime import OrtDetector, PixelDetector, export_fomm_onnx, measure_latency, quantize_onnx
 from keyhead.fomm.detector import FommKPDetector
 from keyhead.fomm.unsupervised.evaluate import split_indices
-from keyhead.fomm.unsupervised.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames, to_model_input
+from keyhead.fomm.unsupervised.frames import read_frames, to_model_input
 from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.io.images import IMAGE_SUFFIXES
+from keyhead.io.video import VIDEO_SUFFIXES
 from keyhead.models.build import load_run, model_from_config
 from keyhead.models.heads.fomm import HEAD_SEPARABLE
 from keyhead.models.weights import save_weights

@@ -9,8 +9,6 @@ and dynamic (int8 weights, activation ranges computed per run).
 from __future__ import annotations
 
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from keyhead.errors import KeyheadError
+from keyhead.evaluation.timing import latency_summary, time_calls
 from keyhead.fomm.detector import FommKPDetector
 from keyhead.io.atomic import atomic_path
 from keyhead.runtime.session import ort_session
@@ -146,18 +145,6 @@ def measure_latency(
     Returns:
         {name: {"median_ms", "p10_ms", "p90_ms", "repeats"}}.
     """
-    times: dict[str, list[float]] = {k: [] for k in runners}
     with torch.inference_mode():
-        for _ in range(warmup):
-            for fn in runners.values():
-                fn()
-        for _ in range(repeats):
-            for name, fn in runners.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    out = {}
-    for name, ms in times.items():
-        q = statistics.quantiles(ms, n=10, method="inclusive") if len(ms) > 1 else [ms[0]] * 9
-        out[name] = {"median_ms": statistics.median(ms), "p10_ms": q[0], "p90_ms": q[-1], "repeats": repeats}
-    return out
+        times = time_calls(runners, repeats, warmup)
+    return {name: latency_summary(ms) for name, ms in times.items()}

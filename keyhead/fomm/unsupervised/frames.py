@@ -16,11 +16,10 @@ import torch
 from torch import Tensor
 
 from keyhead.errors import KeyheadError
+from keyhead.io.images import IMAGE_SUFFIXES
+from keyhead.io.video import VIDEO_SUFFIXES
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "read_frames", "read_images", "to_model_input"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def _prepare(img: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
