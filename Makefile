@@ -24,6 +24,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keyhead tests bench
 	$(VENV)/bin/ruff format --check keyhead tests bench
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) bench/foundation.py

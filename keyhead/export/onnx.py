@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,39 @@ TOLERANCE_PX = 0.05
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
     """``model.onnx`` -> ``model.onnx.json`` (the preprocessing description beside the graph)."""
     return Path(str(onnx_path) + SIDECAR_SUFFIX)
+
+
+def export_graph(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    input_name: str,
+    outputs: list[str],
+    opset: int,
+    what: str,
+    hint: str = "",
+) -> None:
+    """Trace ``module`` on ``example`` into an ONNX file at ``path`` with a dynamic batch axis (the dynamo exporter).
+
+    Every keyhead export goes through here; a failure is one line naming ``what`` and the exporter's first line.
+    """
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module.eval(),
+                (example,),
+                input_names=[input_name],
+                output_names=outputs,
+                dynamic_shapes={input_name: {0: torch.export.Dim("batch", min=1, max=4096)}},
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
+        program.save(str(path))
+    except Exception as exc:  # the exporter raises many types; the first line names the operator
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KeyheadError(f"{what} could not be exported to ONNX ({first}){hint}") from None
 
 
 class ExportedKeypointModel(nn.Module):
@@ -123,22 +157,7 @@ def export_onnx(
     if target.suffix.lower() != ".onnx":
         raise KeyheadError(f"--out {target}: name the file *.onnx")
     with atomic_path(target) as tmp:
-        try:
-            with torch.no_grad():
-                program = torch.onnx.export(
-                    wrapper,
-                    (example,),
-                    input_names=["image"],
-                    output_names=["xy", "confidence"],
-                    dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}},
-                    opset_version=opset,
-                    dynamo=True,
-                    verbose=False,
-                )
-        except Exception as exc:  # the exporter raises many types; the message names the operator
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise KeyheadError(f"{run}: the model could not be exported to ONNX ({first})") from None
-        program.save(str(tmp))
+        export_graph(wrapper, example, tmp, "image", ["xy", "confidence"], opset, f"{run}: the model")
         if check:
             diff = check_onnx(tmp, wrapper, n=3)
             if diff > TOLERANCE_PX:

@@ -8,12 +8,10 @@ batch size other than the traced one; a graph that disagrees is refused.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ import torch
 from torch import nn
 
 from keyhead.errors import KeyheadError
-from keyhead.export.onnx import ExportedKeypointModel
+from keyhead.export.onnx import ExportedKeypointModel, export_graph
 from keyhead.io.atomic import atomic_path, atomic_write
 from keyhead.models.model import KeypointModel
 from keyhead.runtime.video_onnx import FOLDER, VERSION, OnnxVideoNet, fingerprint
@@ -54,34 +52,8 @@ class _Window(nn.Module):
         return kp.xy, kp.confidence
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
 def _export(module: nn.Module, example: torch.Tensor, path: Path, name: str, outputs: list[str]) -> None:
-    try:
-        with torch.no_grad(), _quiet():
-            program = torch.onnx.export(
-                module.eval(),
-                (example,),
-                input_names=[name],
-                output_names=outputs,
-                dynamic_shapes={name: {0: torch.export.Dim("batch", min=1, max=4096)}},
-                opset_version=OPSET,
-                dynamo=True,
-                verbose=False,
-            )
-        program.save(str(path))
-    except Exception as exc:  # the exporter raises many types; the first line names the operator
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KeyheadError(
-            f"the model's video graph could not be exported to ONNX ({first}); use --runtime torch"
-        ) from None
+    export_graph(module, example, path, name, outputs, OPSET, "the model's video graph", "; use --runtime torch")
 
 
 def _check(module: nn.Module, path: Path, name: str, example: torch.Tensor) -> None:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -93,3 +96,17 @@ def test_a_head_must_declare_a_known_output_kind():
 
         class Bad(Head):
             output_kind = "segmentation"
+
+
+OLD_RUN = Path(__file__).resolve().parents[1] / "fixtures" / "old_layout_run"
+
+
+def test_a_run_folder_written_by_the_old_flat_layout_still_loads_and_predicts_the_same():
+    """Nothing a run stores names a module path: a run trained before the layer regrouping loads unchanged."""
+    expected = json.loads((OLD_RUN / "expected.json").read_text())
+    model, cfg = keyhead.load_run(OLD_RUN)
+    torch.manual_seed(0)
+    kp = model.predict(torch.rand(2, 3, 64, 64))
+    assert torch.allclose(kp.xy, torch.tensor(expected["xy"]), atol=1e-4)
+    assert torch.allclose(kp.confidence, torch.tensor(expected["confidence"]), atol=1e-5)
+    assert cfg.model.backbone == "tiny" and model.keypoint_names == (OLD_RUN / "keypoints.txt").read_text().split()

@@ -194,7 +194,7 @@ def write_lightning_pose(frames: LabeledFrames, out: Path, scorer: str) -> Path:
     placed = _relocated(frames, folder)
     write_dlc_csv(placed, csv_path, scorer=scorer)
     meta = {
-        "generator": "keyhead.data.formats.convert",
+        "generator": "keyhead convert",
         "version": 1,
         "keypoint_names": list(frames.keypoint_names),
         "skeleton": [[a, b] for a, b in frames.skeleton],

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from keyhead.errors import KeyheadError
 from keyhead.evaluation.timing import latency_summary, time_calls
+from keyhead.export.onnx import export_graph
 from keyhead.fomm.detector import FommKPDetector
 from keyhead.io.atomic import atomic_path
 from keyhead.runtime.session import ort_session
@@ -48,22 +49,7 @@ def export_fomm_onnx(detector: FommKPDetector, path: str | os.PathLike, opset: i
     names = ["xy", "jacobian"] if model.head.jacobian is not None else ["xy"]
     target = Path(path)
     with atomic_path(target) as tmp:
-        try:
-            with torch.no_grad():
-                program = torch.onnx.export(
-                    wrapper,
-                    (example,),
-                    input_names=["image"],
-                    output_names=names,
-                    dynamic_shapes={"image": {0: torch.export.Dim("batch", min=1, max=4096)}},
-                    opset_version=opset,
-                    dynamo=True,
-                    verbose=False,
-                )
-        except Exception as exc:  # the exporter raises many types; the first line names the operator
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise KeyheadError(f"the FOMM detector could not be exported to ONNX ({first})") from None
-        program.save(str(tmp))
+        export_graph(wrapper, example, tmp, "image", names, opset, "the FOMM detector")
     return target
 
 
