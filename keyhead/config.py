@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
+from keyhead.io.structured import read_yaml, short
 
 
 class _Section(BaseModel):
@@ -47,7 +48,9 @@ class DataConfig(_Section):
         "faces, else the whole image), box (require the labels' boxes), landmarks (box of the labelled keypoints: "
         "the 300-W face protocol), none (whole image)",
     )
-    crop_margin: float = Field(0.25, ge=0, description="the crop box is enlarged by this fraction (0.25: 1.25x)")
+    crop_margin: float = Field(
+        0.25, ge=0, le=10, allow_inf_nan=False, description="the crop box is enlarged by this fraction (0.25: 1.25x)"
+    )
     split_file: str | None = Field(
         None, description="a split.json (image paths per split) to reuse instead of a random split"
     )
@@ -124,9 +127,11 @@ class TrainConfig(_Section):
     max_minutes: float | None = Field(None, gt=0, description="wall-clock budget; training stops cleanly when spent")
     seed: int = 0
     num_workers: int = Field(0, ge=0)
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    precision: str = "32-true"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | str = Field("auto", description='"auto", a device count (-1: all), or device ids "0,1"')
+    precision: Literal[
+        "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true", "64-true", "64"
+    ] = "32-true"
     channels_last: bool = Field(True, description="NHWC memory layout: faster convolutions on CPU and GPU")
     deterministic: bool | Literal["warn"] = Field(
         "warn",
@@ -134,6 +139,18 @@ class TrainConfig(_Section):
         "exist, false = fastest (cuDNN benchmark); CPU training is deterministic in every mode",
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v == 0 or v < -1:
+                raise ValueError("use a device count >= 1, -1 for all devices, or auto")
+            return v
+        ids = [s.strip() for s in str(v).split(",") if s.strip()]
+        if v != "auto" and not (ids and all(s.isdigit() for s in ids)):
+            raise ValueError('use auto, a device count, or device ids such as "0,1"')
+        return v
 
 
 class SemiConfig(_Section):
@@ -192,7 +209,7 @@ def _friendly(err: ValidationError, source: str) -> KeyheadError:
     if e["type"] == "extra_forbidden":
         hint = _did_you_mean(_section_for(e["loc"]), str(e["loc"][-1]))
         return KeyheadError(f"{source}: unknown config key {key!r}{hint}")
-    return KeyheadError(f"{source}: config key {key!r}: {e['msg']} (got {e.get('input')!r})")
+    return KeyheadError(f"{source}: config key {key!r}: {e['msg']} (got {short(e.get('input'))})")
 
 
 def parse_value(text: str) -> Any:
@@ -227,14 +244,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        source = str(path)
-        p = Path(path)
+        p = resolve_template(path)
+        source = str(p)
         if not p.is_file():
-            raise KeyheadError(f"config file {p} does not exist (templates: `keyhead config list`)")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise KeyheadError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            names = ", ".join(sorted(q.stem for q in template_dir().glob("*.yaml")))
+            raise KeyheadError(f"config file {p} does not exist; give a YAML file or a template name ({names})")
+        raw = read_yaml(p, "a keyhead config") or {}
         if not isinstance(raw, dict):
             raise KeyheadError(f"{p}: the config must be a mapping of sections (data, model, augment, train)")
     raw = apply_overrides(raw, overrides or [])
@@ -242,8 +257,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         cfg = RunConfig.model_validate(raw)
     except ValidationError as err:
         raise _friendly(err, source) from None
-    if path is not None and cfg.data.path and not Path(cfg.data.path).is_absolute():
-        candidate = (Path(path).parent / cfg.data.path).resolve()
+    if path is not None and p.parent != template_dir() and cfg.data.path and not Path(cfg.data.path).is_absolute():
+        candidate = (p.parent / cfg.data.path).resolve()
         if candidate.exists() or not Path(cfg.data.path).exists():
             cfg.data.path = str(candidate)
     return cfg
@@ -257,3 +272,14 @@ def save_config(cfg: RunConfig, path: str | os.PathLike) -> None:
 
 def template_dir() -> Path:
     return Path(__file__).parent / "configs"
+
+
+def resolve_template(path: str | os.PathLike) -> Path:
+    """``path`` itself, or the shipped template of that name (``face_heatmap`` -> ``configs/face_heatmap.yaml``)
+    when no such file exists: ``keyhead train face_heatmap data.path=...`` works from any folder."""
+    p = Path(path)
+    if not p.exists() and p.name == str(path) and p.suffix in ("", ".yaml"):
+        candidate = template_dir() / f"{p.stem}.yaml"
+        if candidate.is_file():
+            return candidate
+    return p

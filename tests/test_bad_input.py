@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -14,9 +16,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from keyhead.cli import main
+from keyhead.config import load_config, template_dir
 from keyhead.data.formats import read_coco, read_dlc_csv, read_pts, read_pts_folder
 from keyhead.errors import KeyheadError
 
@@ -546,3 +550,144 @@ def test_fuzzed_dlc_project_config(tmp_path, text):
     (tmp_path / "labeled-data").mkdir(exist_ok=True)
     (tmp_path / "config.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
     _expect_valid_or_keyhead_error(read_dlc_project, tmp_path)
+
+
+# === issue 13, part two ==============================================================================
+
+# --- configs ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("train.accelerator=tpu", "train.accelerator"),
+        ("train.precision=bogus", "train.precision"),
+        ("train.devices=0", "train.devices"),
+        ("train.devices=one", "train.devices"),
+        ("data.crop_margin=inf", "data.crop_margin"),
+        ("data.crop_margin=.nan", "data.crop_margin"),
+    ],
+)
+def test_trainer_settings_are_checked_before_anything_runs(synth, tmp_path, capsys, override, needle):
+    code, _, err = cli(capsys, *train_args(synth, tmp_path / "runs", override))
+    assert_user_error(code, err, needle)
+    assert leftovers(tmp_path / "runs") == []
+
+
+def test_a_config_argument_may_be_a_template_name(tmp_path, capsys):
+    cfg = load_config("face_heatmap", [f"data.path={tmp_path / 'faces'}"])
+    assert cfg.model.head == "heatmap" and cfg.data.path == str(tmp_path / "faces")  # not resolved into the package
+    assert (template_dir() / "face_heatmap.yaml").is_file()
+    code, _, err = cli(capsys, "train", "face_heatmap", f"data.path={tmp_path / 'missing'}", "--no-progress")
+    line = assert_user_error(code, err, "missing")
+    assert "config file" not in line
+    code, _, err = cli(capsys, "train", "face_heatmapp", "--no-progress")
+    assert_user_error(code, err, "face_heatmapp", "template name", "face_heatmap")
+
+
+def test_a_yaml_alias_bomb_gets_a_short_error(tmp_path, capsys):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 40)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\ntrain: *a39\n")
+    code, _, err = cli(capsys, "train", bomb, "--no-progress")
+    line = assert_user_error(code, err, "bomb.yaml", "aliases")
+    assert len(err) < 400 and len(line) < 200
+
+
+def test_a_long_bad_value_is_quoted_short(synth, tmp_path, capsys):
+    code, _, err = cli(capsys, *train_args(synth, tmp_path / "runs", "train.lr=" + "x" * 5000))
+    line = assert_user_error(code, err, "train.lr")
+    assert len(line) < 300
+
+
+# --- label files ---------------------------------------------------------------------------------------------------
+
+
+def _coco(tmp_path: Path, image_id: object, extra: str = "") -> Path:
+    text = (
+        '{"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 8}], '
+        '"annotations": [{"id": 1, "image_id": IMAGE_ID, "category_id": 1, "keypoints": [1, 1, 2], '
+        '"num_keypoints": 1}], "categories": [{"id": 1, "name": "x", "keypoints": ["k"], "skeleton": []}]EXTRA}'
+    )
+    text = text.replace("IMAGE_ID", str(image_id)).replace("EXTRA", extra)
+    path = tmp_path / "coco.json"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("image_id", ["[1, 2]", "1" * 400, "{}", '"1"', "1.5", "true"])
+def test_coco_with_a_bad_image_id(tmp_path, capsys, image_id):
+    code, _, err = cli(capsys, "convert", _coco(tmp_path, image_id), tmp_path / "out.csv")
+    assert_user_error(code, err, "coco.json", "image_id")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_deeply_nested_json_is_refused_in_one_line(tmp_path, capsys):
+    path = _coco(tmp_path, "1", ', "deep": ' + "[" * 100000 + "]" * 100000)
+    code, _, err = cli(capsys, "convert", path, tmp_path / "out.csv")
+    assert_user_error(code, err, "coco.json", "nested")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@pytest.mark.parametrize("content", [b"", _png_header(60000, 60000)], ids=["zero-byte", "60000x60000"])
+def test_empty_and_gigantic_images(project, tmp_path, capsys, content):
+    (project / "labeled-data" / "img0001.png").write_bytes(content)
+    code, _, err = cli(capsys, *train_args(project, tmp_path / "runs"))
+    line = assert_user_error(code, err, "img0001.png")
+    assert len(line) > len("keyhead: error: ") + 30  # says what is wrong, not an empty line
+    assert leftovers(tmp_path / "runs") == []
+
+
+# --- outputs -------------------------------------------------------------------------------------------------------
+
+
+def test_output_folder_that_is_a_file(synth, run_dir, tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    code, _, err = cli(capsys, *train_args(synth, blocker))
+    assert_user_error(code, err, "blocker")
+    image = next((synth / "labeled-data").glob("*.png"))
+    code, _, err = cli(capsys, "predict", run_dir, image, "--out", blocker, "--no-progress")
+    assert_user_error(code, err, "blocker")
+    assert blocker.read_text() == "a file"
+
+
+def test_image_prediction_with_batch_size_zero(run_dir, synth, tmp_path, capsys):
+    image = next((synth / "labeled-data").glob("*.png"))
+    code, _, err = cli(capsys, "predict", run_dir, image, "--out", tmp_path / "o", "--batch-size", "0", "--no-progress")
+    assert_user_error(code, err, "--batch-size")
+    assert leftovers(tmp_path / "o") == []
+
+
+# --- run folders ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["{broken", "[1, 2]", '{"test": "not a list"}', '{"test": [1, 2]}'])
+def test_damaged_split_json(run_copy, capsys, text):
+    (run_copy / "split.json").write_text(text)
+    code, _, err = cli(capsys, "evaluate", run_copy, "--no-progress")
+    assert_user_error(code, err, "split.json")
+
+
+@pytest.mark.parametrize("text", ["epoch,train_loss\n0,abc\n", "epoch,train_loss\n0,1,2,3\n"])
+def test_damaged_history_on_resume(run_copy, capsys, text):
+    (run_copy / "history.csv").write_text(text)
+    code, _, err = cli(capsys, "train", "--resume", run_copy, "train.epochs=2", "--no-progress")
+    assert_user_error(code, err, "history.csv")
+
+
+def test_garbage_optimizer_metadata_is_refused_on_resume(run_copy, capsys):
+    last = run_copy / "last.safetensors"
+    with safe_open(str(last), framework="pt") as f:
+        meta = dict(f.metadata())
+    meta["optimizer"] = json.dumps({"param_groups": "garbage", "scalars": {}})
+    save_file(load_file(str(last)), str(last), metadata=meta)
+    code, _, err = cli(capsys, "train", "--resume", run_copy, "train.epochs=2", "--no-progress")
+    assert_user_error(code, err, "last.safetensors", "optimizer state")

@@ -28,6 +28,7 @@ from keyhead.types import LabeledFrames
 log = logging.getLogger("keyhead")
 
 _SHOWN = 3
+MAX_PIXELS = 400 * 10**6  # a 20000 x 20000 image; larger headers are refused before decoding
 
 
 def image_size(path: str | os.PathLike, where: str = "") -> tuple[int, int]:
@@ -44,13 +45,32 @@ def image_size(path: str | os.PathLike, where: str = "") -> tuple[int, int]:
     prefix = f"{where}: " if where else ""
     if not path.is_file():
         raise KeyheadError(f"{prefix}image {path} not found; fix the path in the label file or restore the image")
+    if path.stat().st_size == 0:
+        raise KeyheadError(f"{prefix}image {path} is an empty file (0 bytes); replace it or remove its row")
+    size: tuple = ("?", "?")
     try:
         with Image.open(path) as img:
-            size = img.size
+            size, fmt = img.size, img.format
             img.verify()  # PNG: every chunk's CRC and the final IEND; other formats: their structure
-        return int(size[0]), int(size[1])
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        decoded = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        orientation = 1
+        if fmt in ("JPEG", "MPO", "TIFF", "WEBP"):
+            # OpenCV, which decodes the pixels for training and prediction, applies the EXIF orientation: so here
+            with Image.open(path) as img:
+                orientation = img.getexif().get(0x0112, 1)
+        if int(size[0]) * int(size[1]) > MAX_PIXELS:
+            raise Image.DecompressionBombError
+        return (int(size[1]), int(size[0])) if orientation in (5, 6, 7, 8) else (int(size[0]), int(size[1]))
+    except Image.DecompressionBombError:
+        raise KeyheadError(
+            f"{prefix}image {path} declares {'x'.join(map(str, size)) if size[0] != '?' else 'more'} pixels, "
+            f"more than keyhead reads "
+            f"({MAX_PIXELS // 10**6} megapixels); downscale it or remove its row"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        try:
+            decoded = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            decoded = None
         if decoded is None:
             raise KeyheadError(
                 f"{prefix}image {path} is corrupt, truncated or not an image; replace it or remove its row"

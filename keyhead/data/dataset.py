@@ -18,6 +18,7 @@ from keyhead.data.augment import box_matrix, photometric, random_affine, resize_
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
 from keyhead.io.images import read_image  # noqa: F401  (re-exported: keyhead.data.dataset.read_image)
+from keyhead.io.structured import read_json, short
 from keyhead.types import LabeledFrames, flip_permutation
 
 log = logging.getLogger(__name__)
@@ -241,14 +242,34 @@ def save_split(
         json.dump(payload, f, indent=1)
 
 
+def read_split_file(path: str | os.PathLike) -> dict:
+    """A run's ``split.json``, checked: split names -> lists of image paths, and ``image_sizes`` path -> (W, H)."""
+    payload = read_json(path, "split.json")
+    if not isinstance(payload, dict):
+        raise KeyheadError(f"{path}: expected a mapping of split names to image lists; delete the run and train again")
+    sizes = payload.get("image_sizes", {})
+    if not isinstance(sizes, dict) or not all(
+        isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) for v in s) for s in sizes.values()
+    ):
+        raise KeyheadError(f"{path}: image_sizes is not a mapping of image paths to [width, height]; train again")
+    return payload
+
+
+def recorded_sizes(run_dir: str | os.PathLike) -> dict:
+    """The image sizes a run recorded in its ``split.json`` ({} for runs that predate them)."""
+    return read_split_file(Path(run_dir) / "split.json").get("image_sizes", {})
+
+
 def load_split(path: str | os.PathLike, frames: LabeledFrames) -> dict[str, list[int]]:
     """Read a saved split and map its image paths back to indices of ``frames``."""
-    payload = json.loads(Path(path).read_text())
+    payload = read_split_file(path)
     lookup = {p: i for i, p in enumerate(frames.image_paths)}
     split: dict[str, list[int]] = {}
     for name, paths in payload.items():
         if name == "image_sizes":  # recorded image sizes, checked by keyhead.data.checks.check_recorded_sizes
             continue
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise KeyheadError(f"{path}: split {short(name)} is not a list of image paths; delete the run, train again")
         missing = [p for p in paths if p not in lookup]
         if missing:
             raise KeyheadError(

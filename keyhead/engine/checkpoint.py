@@ -64,7 +64,15 @@ def load_training_state(path: str | os.PathLike) -> dict[str, Any] | None:
     meta = read_metadata(path)
     check_format(path, meta)
     raw = meta.get("training_state")
-    return None if raw is None else json.loads(raw)
+    if raw is None:
+        return None
+    try:
+        state = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        state = None
+    if not isinstance(state, dict):
+        raise KeyheadError(f"{path}: its training state is damaged (not a JSON mapping); start the run again")
+    return state
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) -> None:
@@ -86,6 +94,35 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike, ke
             of the saved ones, which predate the schedule's step at the end of the saved epoch.
     """
     path = Path(path)
+    try:
+        saved, state = _read_optimizer(path)
+    except KeyheadError:
+        raise
+    except Exception as exc:  # any damage in the metadata: a wrong type, a missing key, a bad number
+        raise KeyheadError(
+            f"{path}: the optimizer state is damaged ({type(exc).__name__}); resuming would silently reset it, so "
+            "it is refused: start the run again without --resume"
+        ) from None
+    if len(saved) != len(optimizer.param_groups):
+        raise KeyheadError(
+            f"{path}: optimizer state has {len(saved)} parameter groups, this model's optimizer "
+            f"{len(optimizer.param_groups)}; the checkpoint is from another model or keyhead version: start a new run"
+        )
+    if keep_lr:
+        for group, now in zip(saved, optimizer.param_groups, strict=True):
+            for key in ("lr", "initial_lr"):
+                if key in now:
+                    group[key] = now[key]
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": saved})
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise KeyheadError(
+            f"{path}: the optimizer state does not fit this model ({type(exc).__name__}); start the run again"
+        ) from None
+
+
+def _read_optimizer(path: Path) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """(param groups, per-parameter state) saved by :func:`save_training_state` or :func:`save_optimizer`."""
     meta = read_metadata(path)
     tensors = load_file(str(path))
     if "optimizer" in meta:
@@ -101,14 +138,6 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike, ke
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = val
     saved = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups["param_groups"]]
-    if len(saved) != len(optimizer.param_groups):
-        raise KeyheadError(
-            f"{path}: optimizer state has {len(saved)} parameter groups, this model's optimizer "
-            f"{len(optimizer.param_groups)}; the checkpoint is from another model or keyhead version: start a new run"
-        )
-    if keep_lr:
-        for group, now in zip(saved, optimizer.param_groups, strict=True):
-            for key in ("lr", "initial_lr"):
-                if key in now:
-                    group[key] = now[key]
-    optimizer.load_state_dict({"state": state, "param_groups": saved})
+    if not all(isinstance(g.get("lr"), float | int) and isinstance(g.get("params"), list) for g in saved):
+        raise ValueError("param_groups")
+    return saved, state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,8 +45,15 @@ class KeypointModule(L.LightningModule):
         self.unsupervised = unsupervised
 
     def on_fit_start(self) -> None:
-        if self.optimizer_state is not None and Path(self.optimizer_state).is_file():
+        if self.optimizer_state is None:
+            return
+        if Path(self.optimizer_state).is_file():
             load_optimizer(self.trainer.optimizers[0], self.optimizer_state, keep_lr=True)  # the LR schedule's rate
+        else:
+            logging.getLogger("keyhead").warning(
+                "resuming without optimizer state (%s is missing): Adam's moments start again from zero",
+                self.optimizer_state,
+            )
 
     @property
     def epoch(self) -> int:

@@ -8,8 +8,6 @@ epochs from it (so ``train.val_every`` keeps the same epochs).
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from pathlib import Path
@@ -23,6 +21,8 @@ from keyhead.engine.checkpoint import load_training_state
 from keyhead.engine.sampler import launched_rank
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import remove_partial_files
+from keyhead.io.rundir import read_history
+from keyhead.io.structured import read_json
 from keyhead.models.weights import read_metadata
 
 RUN_DIR_ENV = "KEYHEAD_DDP_RUN_DIR"
@@ -51,24 +51,22 @@ def read_resume_state(run_dir: Path) -> tuple[int, float, int, list[dict[str, fl
         state_file = run_dir / "state.json"
         if not state_file.is_file():
             raise KeyheadError(f"{run_dir} has no state.json: not a run folder that can be resumed")
-        state = json.loads(state_file.read_text())
-    epoch = int(state["epoch"])
-    history = [row for row in _read_history(run_dir) if row["epoch"] <= epoch]
-    return epoch + 1, float(state.get("best", math.inf)), int(state.get("wait", 0)), history
+        state = read_json(state_file, "state.json")
+    try:
+        epoch = int(state["epoch"])
+        best, wait = float(state.get("best", math.inf)), int(state.get("wait", 0))
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise KeyheadError(
+            f"{run_dir}: the saved training state is damaged (needs a number 'epoch'); start the run again"
+        ) from None
+    history = [{**row, "epoch": int(row["epoch"])} for row in read_history(run_dir) if row.get("epoch", -1) <= epoch]
+    return epoch + 1, best, wait, history
 
 
 def optimizer_file(run_dir: Path) -> Path:
     """Where a run keeps its optimizer state: in ``last.safetensors``, or (runs made before) its own file."""
     last = run_dir / "last.safetensors"
     return last if "optimizer" in read_metadata(last) else run_dir / "last_optimizer.safetensors"
-
-
-def _read_history(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return [{k: int(float(v)) if k == "epoch" else float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def start_at_epoch(trainer: L.Trainer, epoch: int) -> None:

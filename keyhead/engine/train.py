@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -16,14 +15,14 @@ from torch.utils.data import DataLoader
 
 from keyhead.config import RunConfig, load_config, save_config
 from keyhead.data.checks import check_recorded_sizes, image_sizes
-from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, save_split
+from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, recorded_sizes, save_split
 from keyhead.data.prepare import initial_split, prepare_data
 from keyhead.engine.callbacks import AugmentEpoch, FreezeBackbone, RunWriter
 from keyhead.engine.module import KeypointModule
 from keyhead.engine.resume import RUN_DIR_ENV, optimizer_file, read_resume_state, start_at_epoch, trainer_kwargs
 from keyhead.engine.sampler import EpochBatchSampler, launched_rank
 from keyhead.engine.semi import setup_semi
-from keyhead.io.atomic import atomic_write
+from keyhead.io.atomic import atomic_write, make_dir
 from keyhead.io.rundir import write_skeleton
 from keyhead.models.build import check_components, model_from_config
 from keyhead.models.tta import save_flip_pairs
@@ -44,7 +43,7 @@ def quiet_lightning() -> None:
 
 def new_run_dir(cfg: RunConfig) -> Path:
     """``output_dir/name``, or ``name_2``, ``name_3``... if taken (a run is never overwritten)."""
-    base = Path(cfg.output_dir) / cfg.name
+    base = make_dir(cfg.output_dir, "output_dir") / cfg.name
     run, i = base, 1
     while run.exists():
         i += 1
@@ -133,7 +132,7 @@ def train(
         save_flip_pairs(run_dir, frames.keypoint_names, flips)
     else:
         split = load_split(run_dir / "split.json", frames)
-        recorded = json.loads((run_dir / "split.json").read_text()).get("image_sizes", {})
+        recorded = recorded_sizes(run_dir)
         check_recorded_sizes(recorded, frames, image_sizes(frames), run_dir)
     device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator in ("auto", "gpu", "cuda") else "cpu"
     print(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from keyhead.data.checks import check_recorded_sizes
-from keyhead.data.dataset import ImageCache, KeypointDataset, load_split
+from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, recorded_sizes
 from keyhead.data.face import apply_crop
 from keyhead.data.formats.dlc import write_dlc_csv
 from keyhead.data.prepare import labels_for_model
@@ -158,7 +158,7 @@ def evaluate_run(
     else:
         if frames is None:
             frames, sizes = labels_for_model(cfg.data.path, model.keypoint_names)
-            recorded = json.loads((run / "split.json").read_text()).get("image_sizes", {})
+            recorded = recorded_sizes(run)
             check_recorded_sizes(recorded, frames, sizes, run)
             frames = apply_crop(frames, cfg.data.crop)
         splits = load_split(run / "split.json", frames)

@@ -21,7 +21,7 @@ from keyhead.data.formats.ibug68 import IBUG68_NAMES
 from keyhead.data.formats.pts import read_pts
 from keyhead.data.prepare import select_keypoints
 from keyhead.errors import KeyheadError
-from keyhead.io.atomic import atomic_path
+from keyhead.io.atomic import atomic_path, make_dir
 from keyhead.io.images import collect_images
 from keyhead.io.rundir import read_skeleton
 from keyhead.models.build import load_run
@@ -87,7 +87,9 @@ def predict_images(
         keypoint_names=model.keypoint_names,
         source="predict",
     )
-    out = Path(out_dir) if out_dir else Path(run_dir) / "predictions"
+    if batch_size < 1:
+        raise KeyheadError(f"--batch-size {batch_size}: give a positive number of images per forward pass")
+    out = make_dir(Path(out_dir) if out_dir else Path(run_dir) / "predictions")
     truth = _truth_for(images, model.keypoint_names)
     if crops_to_landmarks(cfg.data.crop, k):
         nan = np.full((k, 2), np.nan, np.float32)

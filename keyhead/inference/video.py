@@ -21,7 +21,7 @@ import numpy as np
 
 from keyhead.errors import KeyheadError
 from keyhead.inference._stream import completed_rows
-from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.io.atomic import atomic_path, atomic_write, make_dir
 from keyhead.io.predictions import format_frame_rows, iter_prediction_chunks, prediction_header
 from keyhead.io.rundir import RUN_FILES, check_run_dir, read_skeleton
 from keyhead.io.video import VIDEO_SUFFIXES, VideoInfo, iter_frames, probe, transcode
@@ -113,8 +113,7 @@ def predict_video(
         raise KeyheadError(f"--batch-size {batch_size}: give a positive number of frames per forward pass")
     info = probe(video)
     net = _video_net(model, runtime)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_dir(out_dir)
     stem = Path(video).stem
     csv_path, partial = out_dir / f"{stem}.csv", out_dir / f"{stem}.csv.partial"
     header = prediction_header(keypoint_names, scorer)

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from keyhead.errors import KeyheadError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -70,3 +72,17 @@ def remove_partial_files(folder: str | os.PathLike) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+def make_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create folder ``path`` (and parents); a file in the way or a read-only parent is a one-line KeyheadError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise KeyheadError(f"{what} {path}: a file of that name is in the way; choose another folder") from None
+    except OSError as exc:
+        raise KeyheadError(f"{what} {path} cannot be created ({exc.strerror}); choose a writable folder") from None
+    if not os.access(path, os.W_OK):
+        raise KeyheadError(f"{what} {path} is not writable; choose a writable folder")
+    return path

@@ -16,8 +16,13 @@ def read_image(path: str | os.PathLike, in_channels: int = 3) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise KeyheadError(f"image {path} does not exist; fix the path (or the label file) or restore the image")
-    flag = cv2.IMREAD_GRAYSCALE if in_channels == 1 else cv2.IMREAD_COLOR
-    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flag)
+    if path.stat().st_size == 0:
+        raise KeyheadError(f"image {path} is an empty file (0 bytes); replace or remove it")
+    flag = cv2.IMREAD_GRAYSCALE if in_channels == 1 else cv2.IMREAD_COLOR  # both apply the EXIF orientation
+    try:
+        img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), flag)
+    except cv2.error:
+        img = None
     if img is None:
         raise KeyheadError(f"image {path} could not be decoded (corrupt or not an image); replace or remove it")
     return img[..., None] if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from keyhead.errors import KeyheadError
-from keyhead.io.atomic import atomic_path
+from keyhead.io.atomic import atomic_path, make_dir
 from keyhead.io.images import collect_images, read_image, resize_like_training
 from keyhead.io.predictions import write_prediction_table
 from keyhead.runtime.session import ort_session
@@ -144,7 +144,9 @@ def predict_images_onnx(
     images = collect_images(inputs, "; --runtime onnx with a .onnx file predicts images")
     root = Path(os.path.commonpath([str(p.parent) for p in images]))
     rows = [p.relative_to(root).as_posix() for p in images]
-    out = Path(out_dir) if out_dir is not None else model.path.parent / "predictions"
+    if batch_size < 1:
+        raise KeyheadError(f"--batch-size {batch_size}: give a positive number of images per forward pass")
+    out = make_dir(Path(out_dir) if out_dir is not None else model.path.parent / "predictions")
     lookup = {n: i for i, n in enumerate(model.keypoint_names)}
     skeleton = [(lookup[a], lookup[b]) for a, b in model.skeleton if a in lookup and b in lookup]
     xy_all, conf_all = [], []

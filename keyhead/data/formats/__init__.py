@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from keyhead.data.formats._common import exists
 from keyhead.data.formats.coco import read_coco, write_coco
@@ -15,6 +14,7 @@ from keyhead.data.formats.dlc import read_dlc_csv, read_dlc_h5, read_dlc_predict
 from keyhead.data.formats.ibug68 import IBUG68_FLIP_PAIRS, IBUG68_NAMES
 from keyhead.data.formats.pts import read_pts, read_pts_folder, write_pts
 from keyhead.errors import KeyheadError
+from keyhead.io.structured import read_yaml
 from keyhead.types import LabeledFrames
 
 __all__ = [
@@ -82,7 +82,9 @@ def _with_synth_metadata(frames: LabeledFrames, folder: Path) -> LabeledFrames:
     meta_path = folder / "keyhead_synth.yaml"
     if not meta_path.is_file():
         return frames
-    meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
+    meta = read_yaml(meta_path, "keyhead_synth.yaml") or {}
+    if not isinstance(meta, dict):
+        raise KeyheadError(f"{meta_path}: expected a mapping (skeleton, flip_pairs); delete it or generate again")
     lookup = {n: i for i, n in enumerate(frames.keypoint_names)}
     pairs = [(a, b) for a, b in meta.get("flip_pairs", []) if a in lookup and b in lookup]
     frames.skeleton = [(a, b) for a, b in meta.get("skeleton", []) if a in lookup and b in lookup]

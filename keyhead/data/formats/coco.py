@@ -13,6 +13,7 @@ import numpy as np
 from keyhead.data.formats._common import default_keypoint_layout, exists, relative_image_path
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
+from keyhead.io.structured import read_json, short
 from keyhead.types import LabeledFrames
 
 # "left"/"right" anywhere, or a lone L/R letter: "L_Eye", "l_eye", "eyeL" (not the R of "Rostrum").
@@ -33,17 +34,19 @@ def _flip_pairs_from_names(names: list[str]) -> list[tuple[int, int]]:
 
 
 def _load_json(path: Path) -> dict:
-    if not path.is_file():
-        raise KeyheadError(f"{path}: file not found; check the path")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise KeyheadError(f"{path}: not valid JSON ({e}); fix or re-export the file") from None
+    data = read_json(path, "a COCO keypoints file")
     if not isinstance(data, dict) or not all(isinstance(data.get(key), list) for key in ("images", "annotations")):
         raise KeyheadError(
             f"{path}: not a COCO keypoints file; it needs 'images', 'annotations' and 'categories' lists"
         )
     return data
+
+
+def _coco_id(value: object, where: str, key: str) -> int | str:
+    """A COCO id: an integer (some datasets use strings); anything else is a one-line error naming the entry."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63):
+        return value
+    raise KeyheadError(f"{where}: {key} {short(value, 30)} is not a COCO id (an integer); fix the file")
 
 
 def _describe(categories: list[dict]) -> str:
@@ -150,7 +153,11 @@ def read_coco(
     k = len(names)
 
     root = Path(image_root).resolve() if image_root is not None else path.parent
-    images = {im.get("id"): im for im in data["images"] if isinstance(im, dict)}
+    images = {
+        _coco_id(im.get("id"), f"{path}, images[{i}]", "id"): im
+        for i, im in enumerate(data["images"])
+        if isinstance(im, dict)
+    }
     relative: dict[object, str] = {}
     paths, keypoints, visibility, boxes = [], [], [], []
     for a in annotations:
@@ -160,13 +167,13 @@ def read_coco(
             if not isinstance(raw, list):
                 raise TypeError
             values = np.asarray(raw, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise KeyheadError(f"{where}: keypoints must be a list of numbers [x, y, v, ...]") from None
         if values.shape != (3 * k,) and len(values):
             raise KeyheadError(f"{where}: {values.size} keypoint values, expected {3 * k} (x, y, v for {k} keypoints)")
         if not len(values) or not (values[2::3] > 0).any():
             continue
-        image_id = a.get("image_id")
+        image_id = _coco_id(a.get("image_id"), where, "image_id")
         if image_id not in images:
             raise KeyheadError(f"{where}: image_id {image_id!r} is not in 'images'; add the image entry or drop it")
         if image_id not in relative:

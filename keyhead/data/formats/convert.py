@@ -26,6 +26,7 @@ import yaml
 from keyhead.data.formats import load_labels, write_coco, write_dlc_csv, write_pts
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path, atomic_write
+from keyhead.io.structured import read_yaml
 from keyhead.types import LabeledFrames
 
 log = logging.getLogger("keyhead")
@@ -50,7 +51,8 @@ def source_scorer(src: Path) -> str | None:
     """The scorer of a DeepLabCut project (config.yaml) or table (first header row), if any."""
     try:
         if src.is_dir() and (src / "config.yaml").is_file():
-            scorer = (yaml.safe_load((src / "config.yaml").read_text(encoding="utf-8")) or {}).get("scorer")
+            config = read_yaml(src / "config.yaml", "a DeepLabCut config.yaml") or {}
+            scorer = config.get("scorer") if isinstance(config, dict) else None
             return str(scorer) if scorer else None
         table = src / "CollectedData.csv" if src.is_dir() else src
         if table.suffix.lower() == ".csv" and table.is_file():

@@ -14,13 +14,13 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from keyhead.data.formats._common import relative_image_path, resolve_root
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
 from keyhead.io.hdf import read_pandas_hdf
 from keyhead.io.predictions import write_prediction_table
+from keyhead.io.structured import read_yaml
 from keyhead.types import LabeledFrames
 
 _HEADER = ["scorer", "bodyparts", "coords"]
@@ -319,11 +319,7 @@ def read_dlc_predictions(
 
 def _load_config(path: Path) -> dict:
     _check_file(path)
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise KeyheadError(f"{path}: not valid YAML ({reason}); fix the file or recreate it with DeepLabCut") from None
+    config = read_yaml(path, "a DeepLabCut config.yaml")
     if not isinstance(config, dict):
         raise KeyheadError(f"{path}: expected a YAML mapping with scorer, bodyparts and skeleton")
     return config

@@ -43,6 +43,7 @@ from keyhead.fomm.unsupervised.frames import read_frames, to_model_input
 from keyhead.fomm.unsupervised.generator import WarpGenerator, pyramid_l1
 from keyhead.fomm.unsupervised.tps import TPSWarp, equivariance_losses
 from keyhead.io.atomic import atomic_write
+from keyhead.io.structured import read_json, read_yaml
 from keyhead.models.weights import load_weights, save_weights
 
 __all__ = ["UnsupervisedConfig", "detector_from_config", "fomm_keypoints", "train_unsupervised"]
@@ -178,8 +179,8 @@ class _Trainer(nn.Module):
 
 def _load_cfg(path: Path) -> UnsupervisedConfig:
     try:
-        return UnsupervisedConfig.model_validate(yaml.safe_load(path.read_text()))
-    except (yaml.YAMLError, ValidationError) as exc:
+        return UnsupervisedConfig.model_validate(read_yaml(path, "an unsupervised run config"))
+    except ValidationError as exc:
         raise KeyheadError(f"{path}: not a valid unsupervised run config ({str(exc).splitlines()[0]})") from None
 
 
@@ -221,8 +222,13 @@ def train_unsupervised(
     if resume:
         load_weights(trainer, out / "last.safetensors")
         load_optimizer(opt, out / "last_optimizer.safetensors")
-        state = json.loads(state_path.read_text())
-        step, elapsed = int(state["step"]), float(state["elapsed_s"])
+        state = read_json(state_path, "state.json")
+        try:
+            step, elapsed = int(state["step"]), float(state["elapsed_s"])
+        except (TypeError, KeyError, ValueError):
+            raise KeyheadError(
+                f"{state_path}: needs numbers step and elapsed_s; train again without --resume"
+            ) from None
     else:
         with atomic_write(out / "fomm_train.yaml") as f:
             yaml.safe_dump(cfg.model_dump(mode="json"), f, sort_keys=False)
