@@ -72,15 +72,33 @@ def read_json(path: str | os.PathLike, what: str = "a JSON file", max_bytes: int
     return data
 
 
+class _CappedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that counts aliases while it composes, so a "billion laughs" file stops early."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _TooManyAliases
+        return super().compose_node(parent, index)
+
+
+class _TooManyAliases(Exception):
+    pass
+
+
 def read_yaml(path: str | os.PathLike, what: str = "a YAML file", max_bytes: int = MAX_YAML_BYTES) -> Any:
     """Parse a YAML file safely (plain data only) with caps on size, aliases and depth."""
     path = Path(path)
     text = _read_text(path, max_bytes, what)
     try:
-        aliases = sum(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(text, Loader=yaml.SafeLoader))
-        if aliases > MAX_ALIASES:
-            raise KeyheadError(f"{path}: {aliases} YAML aliases (more than {MAX_ALIASES}); write the values out")
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_CappedLoader)  # noqa: S506 (a SafeLoader: plain data only)
+    except _TooManyAliases:
+        raise KeyheadError(f"{path}: more than {MAX_ALIASES} YAML aliases; write the values out") from None
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
         raise KeyheadError(f"{path}: not valid YAML ({first}); fix the file") from None

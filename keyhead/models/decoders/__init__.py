@@ -34,9 +34,6 @@ class Decoder:
     takes_logits: bool = False
     pyramid: bool = False
 
-    def __call__(self, *args, **kwargs):
-        return self.fn(*args, **kwargs)
-
 
 DECODERS.register("argmax")(Decoder(argmax_subpixel))
 DECODERS.register("soft_argmax")(Decoder(soft_argmax, takes_logits=True))  # FOMM's gaussian2kp, DSNT
