@@ -95,8 +95,10 @@ def read_yaml(path: str | os.PathLike, what: str = "a YAML file", max_bytes: int
     """Parse a YAML file safely (plain data only) with caps on size, aliases and depth."""
     path = Path(path)
     text = _read_text(path, max_bytes, what)
+    loader = None
     try:
-        data = yaml.load(text, Loader=_CappedLoader)  # noqa: S506 (a SafeLoader: plain data only)
+        loader = _CappedLoader(text)  # a SafeLoader, driven directly: plain data only
+        data = loader.get_single_data()
     except _TooManyAliases:
         raise KeyheadError(f"{path}: more than {MAX_ALIASES} YAML aliases; write the values out") from None
     except yaml.YAMLError as exc:
@@ -104,6 +106,9 @@ def read_yaml(path: str | os.PathLike, what: str = "a YAML file", max_bytes: int
         raise KeyheadError(f"{path}: not valid YAML ({first}); fix the file") from None
     except RecursionError:
         raise KeyheadError(f"{path}: nested more than the YAML reader allows; {what} is never that deep") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if _depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise KeyheadError(f"{path}: nested deeper than {MAX_DEPTH} levels; {what} is never that deep")
     return data
