@@ -1,5 +1,5 @@
 # keyhead: `make demo` runs the main job on synthetic data; `make test` runs the test suite.
-# Both create .venv (if absent) and install the exact pins of requirements.lock first.
+# Both create .venv (if absent) and install the exact, hashed pins of requirements.lock first (--require-hashes).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.keyhead-installed
@@ -8,8 +8,8 @@ STAMP := $(VENV)/.keyhead-installed
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.lock
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
+	$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r requirements.lock
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)
