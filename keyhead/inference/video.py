@@ -24,7 +24,7 @@ from keyhead.inference._stream import completed_rows
 from keyhead.io.atomic import atomic_path, atomic_write, make_dir
 from keyhead.io.predictions import format_frame_rows, iter_prediction_chunks, prediction_header
 from keyhead.io.rundir import RUN_FILES, check_run_dir, read_skeleton
-from keyhead.io.video import VIDEO_SUFFIXES, VideoInfo, iter_frames, probe, transcode
+from keyhead.io.video import VIDEO_SUFFIXES, VideoInfo, check_distinct_stems, iter_frames, probe, transcode
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -235,7 +235,17 @@ def load_pca(path: str | os.PathLike) -> Any:
 
     from safetensors.numpy import load_file
 
-    return SimpleNamespace(**load_file(str(path)))
+    try:
+        arrays = load_file(str(path))
+    except Exception:  # safetensors' own error types ("header too large" for a pickle, truncation, ...)
+        raise KeyheadError(
+            f"{path}: not a readable safetensors file (truncated, or another kind of file); "
+            "delete it (the Pose PCA errors are then left out) or train the run again"
+        ) from None
+    missing = [k for k in ("mean", "components", "groups") if k not in arrays]
+    if missing:
+        raise KeyheadError(f"{path}: no {', '.join(missing)} array; this is not a keyhead Pose PCA, delete it")
+    return SimpleNamespace(**arrays)
 
 
 def summarise_predictions(csv_path: str | os.PathLike, names: list[str], pca: Any = None) -> dict[str, Any]:
@@ -370,6 +380,7 @@ def predict_videos(
     Returns:
         One :class:`keyhead.inference.video.VideoPrediction` per video.
     """
+    check_distinct_stems(videos)
     run = check_run_dir(run_dir, (*RUN_FILES, "keypoints.txt"))
     if runtime == "onnx":
         from keyhead.runtime.video_onnx import cached_video_net

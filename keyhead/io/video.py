@@ -30,6 +30,22 @@ class VideoInfo:
     codec: str
 
 
+def check_distinct_stems(videos: list[str | os.PathLike]) -> None:
+    """Refuse videos whose outputs would overwrite each other: ``<stem>.csv`` is named after the file name alone.
+
+    Raises:
+        KeyheadError: two inputs share a stem (``a/session.mp4`` and ``b/session.avi``), or one video is given twice.
+    """
+    seen: dict[str, Path] = {}
+    for video in map(Path, videos):
+        if video.stem in seen:
+            raise KeyheadError(
+                f"{seen[video.stem]} and {video}: videos with the same name would write the same {video.stem}.csv; "
+                "predict them into different --out folders or rename one"
+            )
+        seen[video.stem] = video
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Open a video and read its size, frame rate, frame count and codec; one-line errors if unreadable."""
     import av

@@ -46,6 +46,7 @@ def _create_model(cfg: RunConfig, keypoint_names: list[str], pretrained: bool | 
         decoder=m.decoder,
         downsample_factor=m.downsample_factor,
         sigma=m.sigma,
+        target=m.target,
         head_kwargs=m.head_kwargs,
         decoder_kwargs=m.decoder_kwargs,
         backbone_kwargs=m.backbone_kwargs,
@@ -68,6 +69,11 @@ def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> 
         raise KeyheadError(f"run folder {run} is missing keypoints.txt; it is not a finished keyhead run")
     names = [n for n in names_file.read_text().splitlines() if n]
     model = model_from_config(cfg, names, pretrained=False)
-    load_weights(model, run / weights)
+    load_weights(
+        model,
+        run / weights,
+        shape_hint=f"{names_file} lists {len(names)} keypoints: config.yaml, keypoints.txt and the weights must come "
+        "from the same run",
+    )
     model.use_channels_last(cfg.train.channels_last)
     return model.eval(), cfg

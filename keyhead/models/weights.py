@@ -189,10 +189,16 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike, metadata: dic
         save_file(model_state(module), str(tmp), metadata=meta)
 
 
-def load_weights(module: torch.nn.Module, path: str | os.PathLike, strict: bool = True) -> None:
+def load_weights(
+    module: torch.nn.Module,
+    path: str | os.PathLike,
+    strict: bool = True,
+    shape_hint: str = "the config and weights are from different runs",
+) -> None:
     """Load safetensors weights into ``module``; a clear error when the file does not fit the model.
 
-    Optimizer tensors of a resume checkpoint (``optimizer.*``) are skipped.
+    Optimizer tensors of a resume checkpoint (``optimizer.*``) are skipped. ``shape_hint`` ends the error for a
+    tensor of another shape (what to check, e.g. the run's keypoint list).
     """
     path = Path(path)
     check_format(path, read_metadata(path))
@@ -201,6 +207,13 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike, strict: bool 
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise KeyheadError(f"{path}: not a readable safetensors file ({exc}); it may be truncated or corrupt") from None
     state = {k: v for k, v in state.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    expected = module.state_dict()
+    for name, tensor in state.items():
+        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
+            raise KeyheadError(
+                f"{path}: tensor {name!r} is {tuple(tensor.shape)} but the model expects "
+                f"{tuple(expected[name].shape)}; {shape_hint}"
+            )
     result = module.load_state_dict(state, strict=False)
     bad = list(result.missing_keys) + list(result.unexpected_keys)
     if strict and bad:

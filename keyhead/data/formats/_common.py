@@ -84,12 +84,22 @@ def relative_image_path(raw: str, root: Path, where: str) -> str:
     path = posixpath.normpath(path) if path else ""
     if path in ("", "."):
         raise KeyheadError(f"{where}: empty image path; every row needs the path of its image")
-    if path == ".." or path.startswith("../"):
+    if path == ".." or path.startswith("../") or _links_out(root, path):
+        how = "" if path.startswith("..") else " through a symbolic link"
         raise KeyheadError(
-            f"{where}: image path {raw!r} leaves the root folder {root}; "
+            f"{where}: image path {raw!r} leaves the root folder {root}{how}; "
             "move the images under the root folder or pass root= a folder that contains them"
         )
     return path
+
+
+def _links_out(root: Path, path: str) -> bool:
+    """True when ``root / path`` leads outside ``root`` through a symbolic link: one rule for ``..`` and links."""
+    target = Path(root) / path
+    if not os.path.lexists(target):
+        return False  # a missing image is reported by the image check, with its own fix
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(target)]) != real_root
 
 
 def default_keypoint_layout(k: int) -> tuple[list[str], list[tuple[int, int]], list[tuple[str, str]]]:
