@@ -118,9 +118,10 @@ def predict(
     (temporal norm, confidence, frames/s) and with --labeled-video an MP4 with the points drawn; an interrupted
     video prediction resumes where it stopped.
     """
-    from keyhead.io.video import VIDEO_SUFFIXES
+    from keyhead.io.video import VIDEO_SUFFIXES, check_distinct_stems
 
     videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
+    check_distinct_stems(videos)
     images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
     if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):
         _predict_light_or_ensemble(run_dir, images, videos, out, runtime, ensemble, combine, no_overlays, threshold)
@@ -196,11 +197,33 @@ def convert(
     ],
     out: Annotated[Path, typer.Argument(help="a .csv, .h5 or .json file, or a folder (DLC project, LP folder, .pts)")],
     to: Annotated[
-        str | None, typer.Option(help="dlc-csv, dlc-h5, lp-csv, coco or pts (default: from OUT's suffix)")
+        str | None,
+        typer.Option(
+            help="dlc-csv, dlc-h5, lp-csv, coco or pts; predictions: slp, nwb or analysis-h5 (default: OUT's suffix)"
+        ),
     ] = None,
     scorer: Annotated[str | None, typer.Option(help="DeepLabCut scorer (default: the source's, else keyhead)")] = None,
+    video: Annotated[
+        Path | None, typer.Option(help="predictions: the predicted video (default: from <stem>_video.json)")
+    ] = None,
+    skeleton: Annotated[
+        Path | None, typer.Option(help="predictions: a run folder whose skeleton.json gives the edges")
+    ] = None,
 ) -> None:
-    """Convert labels between formats, keeping keypoint names, skeleton and missing points (images copied if needed)."""
+    """Convert labels between formats, keeping keypoint names, skeleton and missing points (images copied if needed).
+
+    A prediction table of ``keyhead predict`` (x, y, likelihood columns) converts to SLEAP (``NAME.slp``,
+    ``NAME.analysis.h5``) or NWB (``NAME.nwb``, ndx-pose) through sleap-io.
+    """
+    from keyhead.io.predictions import is_prediction_table
+
+    if is_prediction_table(src):
+        from keyhead.io.interop import save_predictions
+        from keyhead.io.rundir import read_skeleton
+
+        edges = read_skeleton(skeleton) if skeleton is not None else None
+        typer.echo(f"wrote {save_predictions(src, out, to, video, edges)}")
+        return
     from keyhead.data.formats.convert import convert_labels
 
     typer.echo(f"wrote {convert_labels(src, out, to, scorer)}")

@@ -89,6 +89,20 @@ def format_frame_rows(start: int, xy: np.ndarray, conf: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
+def is_prediction_table(path: str | os.PathLike) -> bool:
+    """True for a CSV whose third header row is ``coords`` with ``likelihood`` columns (predictions, not labels)."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv" or not path.is_file():
+        return False
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            head = [next(reader, []) for _ in range(3)]
+    except (UnicodeDecodeError, csv.Error, OSError):
+        return False
+    return bool(head[2]) and head[2][0].strip().lower() == "coords" and "likelihood" in {c.strip() for c in head[2]}
+
+
 def read_prediction_table(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray, np.ndarray, str]:
     """Read a prediction table, checking its layout.
 
