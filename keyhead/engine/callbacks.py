@@ -23,7 +23,8 @@ class FreezeBackbone(L.Callback):
 
     Seed 001's two-stage transfer: a grayscale stem and a new output layer adapt first, then everything is
     fine-tuned. While frozen, the backbone's BatchNorm layers stay in eval mode so their statistics keep the
-    pretrained values.
+    pretrained values; every later epoch puts the backbone back in training mode (Lightning restores, after
+    validation, the mode it saw before it, so a backbone once set to eval would otherwise stay there).
     """
 
     def __init__(self, epochs: int, train_stem: bool = False) -> None:
@@ -35,11 +36,10 @@ class FreezeBackbone(L.Callback):
         backbone = pl_module.model.backbone
         for p in backbone.parameters():
             p.requires_grad_(not frozen)
-        if frozen:
-            backbone.eval()
-            if self.train_stem:
-                for p in stem_conv(backbone).parameters():
-                    p.requires_grad_(True)
+        backbone.train(not frozen)
+        if frozen and self.train_stem:
+            for p in stem_conv(backbone).parameters():
+                p.requires_grad_(True)
 
 
 def stem_conv(backbone: nn.Module) -> nn.Conv2d:

@@ -70,3 +70,42 @@ def test_face_resnet18_template_asks_for_the_two_stage_schedule():
     cfg = load_config(keyhead.config.template_dir() / "face_resnet18.yaml")
     assert cfg.train.freeze_backbone_epochs == 5 and cfg.train.train_stem_while_frozen
     assert cfg.train.milestones == [10, 20] and cfg.train.gamma == 0.5
+
+
+def test_the_backbone_trains_again_after_the_freeze_through_the_real_trainer(tmp_path):
+    """After ``freeze_backbone_epochs`` the backbone's BatchNorm layers update their statistics again.
+
+    Through the real CLI and Lightning Trainer (with validation between epochs, which restores the mode it saw
+    before validating): a backbone left in eval mode after the freeze would keep its initial statistics
+    (running mean 0, no batches tracked) for the whole run.
+    """
+    from safetensors.torch import load_file
+
+    from keyhead.cli import main
+    from keyhead.data.synth import generate
+
+    data = tmp_path / "data"
+    generate(data, n_labeled=16, image_size=(64, 64), video_frames=20, seed=0, occlusion=0.0, progress=False)
+    args = [
+        "train",
+        f"data.path={data}",
+        f"output_dir={tmp_path / 'runs'}",
+        "name=r",
+        "model.backbone=tiny",
+        "data.input_size=[64,64]",
+        "train.epochs=2",
+        "train.batch_size=4",
+        "train.freeze_backbone_epochs=1",
+        "augment.enabled=false",
+        "--no-progress",
+    ]
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    state = load_file(str(tmp_path / "runs" / "r" / "last.safetensors"))
+    tracked = {k: int(v) for k, v in state.items() if k.startswith("backbone.") and k.endswith("num_batches_tracked")}
+    means = [v for k, v in state.items() if k.startswith("backbone.") and k.endswith("running_mean")]
+    assert tracked and means
+    assert all(n > 0 for n in tracked.values()), tracked  # BatchNorm saw the second epoch's batches
+    assert any(float(m.abs().max()) > 0 for m in means)
