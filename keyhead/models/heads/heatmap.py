@@ -34,9 +34,9 @@ def make_upsampling_layers(
         out = num_keypoints if i == n_deconv - 1 else mid
         layers.append(nn.ConvTranspose2d(ch, out, 3, stride=2, padding=1, output_padding=1))
         ch = out
-    for m in layers:
+    for m in layers:  # Lightning Pose's initialisation: small weights, so the first heatmaps are near uniform
         if isinstance(m, nn.ConvTranspose2d | nn.Conv2d):
-            nn.init.xavier_uniform_(m.weight, gain=1.0)
+            nn.init.xavier_uniform_(m.weight, gain=0.01)
             nn.init.zeros_(m.bias)
     return nn.Sequential(*layers)
 
