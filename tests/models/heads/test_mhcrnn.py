@@ -142,3 +142,18 @@ def test_mhcrnn_suggests_the_calibrated_decoder_and_a_named_decoder_wins():
         num_keypoints=2, backbone="tiny", head="mhcrnn", input_size=(64, 64), decoder="subpixel_maxima"
     )
     assert named.codec.decoder_name == "subpixel_maxima"
+
+
+def test_the_lightning_pose_template_is_lightning_pose_one_setting_away():
+    """keyhead's mhcrnn defaults (calibrated head choice, context gradients off, auto context) vs the faithful
+    template: numbered neighbours always, gradients through every frame, run_subpixelmaxima's confidence."""
+    from keyhead.config import load_config, template_dir
+    from keyhead.models.build import model_from_config
+
+    cfg = load_config(template_dir() / "mhcrnn_lightning_pose.yaml", ["model.backbone=tiny", "data.input_size=[64,64]"])
+    assert cfg.data.context_frames == "frames"
+    model = model_from_config(cfg, ["a", "b"], pretrained=False)
+    assert model.head.context_grad and model.head.frame_offsets() == [-2, -1, 0, 1, 2]
+    assert model.codec.decoder_name == "subpixel_maxima"
+    default = create_model(num_keypoints=2, backbone="tiny", head="mhcrnn", input_size=(64, 64))
+    assert not default.head.context_grad and default.codec.decoder_name == "calibrated_maxima"
