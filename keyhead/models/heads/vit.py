@@ -27,15 +27,15 @@ def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
 class ViTFlattenHead(CoordOutput, Head):
     """Seed 001's "flatten and regress": all patch tokens (CLS excluded) flattened, FC layers -> 2K coordinates.
 
-    Flattening 196 x 384 DINO tokens gives 75,264 inputs; ``token_dim`` first projects every token to a few
-    channels (one shared linear layer) so the first FC layer stays small (``token_dim=None`` flattens the raw
-    tokens, as the seed).
+    By default the raw tokens are flattened, as the seed does (196 x 384 DINO tokens: 75,264 inputs to the first
+    FC layer, 38.5M weights at width 512). ``token_dim`` (a keyhead option) first projects every token to a few
+    channels with one shared linear layer, so the first FC layer stays small.
 
     Args:
         feature_info: backbone feature maps; the deepest is used.
         num_keypoints: K.
         input_size: model input (H, W) in pixels (create_model passes it); fixes N = (H/s)(W/s).
-        token_dim: per-token projection width before flattening (None: no projection).
+        token_dim: per-token projection width before flattening (None, the seed's: no projection).
         hidden: widths of the hidden FC layers (seed: three FC layers in all).
         dropout: dropout before every FC layer.
         activation: ``"elu"`` or ``"relu"``.
@@ -52,7 +52,7 @@ class ViTFlattenHead(CoordOutput, Head):
         feature_info: Sequence,
         num_keypoints: int,
         input_size: tuple[int, int] = (224, 224),
-        token_dim: int | None = 32,
+        token_dim: int | None = None,
         hidden: Sequence[int] = (512, 256),
         dropout: float = 0.1,
         activation: str = "elu",
@@ -86,15 +86,17 @@ class ViTFlattenHead(CoordOutput, Head):
 class ViTQueryHead(Head):
     """Seed 001's learnable-query attention head: one static query per keypoint attends over the patch tokens.
 
-    With tokens T (B, N, D) (layer-normed), K = T W_k and V = T W_v:
-    A = softmax(Q K^T / sqrt(D)) over the N tokens, Q (K x D) learned; F = A V (B, K, D); then a linear
-    D -> 2 per keypoint gives (x, y) in [-1, 1]. The same Q serves every image (seed 001's "static query";
-    the ``dynamic`` head makes it input-conditioned). A linear D -> 1 on F gives a Laplace ``log_scale``.
+    As the seed: the patch tokens T (B, N, D) are the keys and the values, K = V = T;
+    A = softmax(Q K^T / sqrt(D)) over the N tokens, Q (K x D) learned; F = A V (B, K, D); then one linear
+    D -> 2 layer shared by all keypoints, y_k = W F_k + b, gives (x, y) in [-1, 1]. The same Q serves every
+    image (seed 001's "static query"; the ``dynamic`` head makes it input-conditioned). A linear D -> 1 on F
+    gives a Laplace ``log_scale`` (keyhead's confidence; ``uncertainty=False`` leaves it out).
 
     Args:
         feature_info: backbone feature maps; the deepest is used (D = its channels).
         num_keypoints: K.
-        shared_output: one D -> 2 layer for all keypoints (seed 001's y_k = W F_k + b) instead of one per keypoint.
+        shared_output: one D -> 2 layer for all keypoints (the seed's, default); False: one per keypoint.
+        token_projection: keyhead's option: layer-norm the tokens and learn K = T W_k, V = T W_v.
         uncertainty: also predict ``log_scale`` (normalised units) -> confidence.
 
     Shapes:
@@ -105,7 +107,12 @@ class ViTQueryHead(Head):
     output_kind = "coords"
 
     def __init__(
-        self, feature_info: Sequence, num_keypoints: int, shared_output: bool = False, uncertainty: bool = True
+        self,
+        feature_info: Sequence,
+        num_keypoints: int,
+        shared_output: bool = True,
+        token_projection: bool = False,
+        uncertainty: bool = True,
     ) -> None:
         super().__init__()
         d = feature_info[-1].channels
@@ -113,10 +120,13 @@ class ViTQueryHead(Head):
         self.stride = feature_info[-1].stride
         self.dim = d
         self.shared_output = shared_output
-        self.norm = nn.LayerNorm(d)
-        self.query = nn.Parameter(torch.randn(num_keypoints, d) * d**-0.5)
-        self.key = nn.Linear(d, d)
-        self.value = nn.Linear(d, d)
+        self.token_projection = token_projection
+        self.norm = nn.LayerNorm(d) if token_projection else nn.Identity()
+        # Q ~ N(0, 1) makes Q T^T / sqrt(D) start at unit scale over the backbone's layer-normed tokens (the seed
+        # gives no initialisation; N(0, 1/D) leaves the attention uniform and the head barely trains from scratch)
+        self.query = nn.Parameter(torch.randn(num_keypoints, d) * (d**-0.5 if token_projection else 1.0))
+        self.key = nn.Linear(d, d) if token_projection else nn.Identity()
+        self.value = nn.Linear(d, d) if token_projection else nn.Identity()
         out_k = 1 if shared_output else num_keypoints
         self.out_weight = nn.Parameter(torch.randn(out_k, d, 2) * 1e-3)
         self.out_bias = nn.Parameter(torch.zeros(out_k, 2))
@@ -148,4 +158,7 @@ class ViTQueryHead(Head):
         return out
 
     def extra_repr(self) -> str:
-        return f"num_keypoints={self.num_keypoints}, dim={self.dim}, shared_output={self.shared_output}"
+        return (
+            f"num_keypoints={self.num_keypoints}, dim={self.dim}, shared_output={self.shared_output}, "
+            f"token_projection={self.token_projection}"
+        )

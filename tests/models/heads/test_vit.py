@@ -33,10 +33,12 @@ def test_shapes_and_decode(batch, head: str):
     assert kp.xy.shape == (2, 3, 2) and ((kp.confidence > 0) & (kp.confidence <= 1)).all()
 
 
-def test_flatten_head_without_projection_flattens_raw_tokens():
-    model = _model("vit_flatten", token_dim=None, hidden=[16])
+def test_flatten_head_flattens_raw_tokens_by_default_as_the_seed():
+    model = _model("vit_flatten", hidden=[16])
     first = model.head.trunk[2][0]
     assert first.in_features == 4 * 4 * 32  # N tokens x D, the seed's flatten
+    projected = _model("vit_flatten", token_dim=8, hidden=[16])
+    assert projected.head.trunk[2][0].in_features == 4 * 4 * 8  # keyhead's option
 
 
 def test_query_attention_rows_sum_to_one(batch):
@@ -50,11 +52,24 @@ def test_query_attention_rows_sum_to_one(batch):
     assert torch.allclose(model.head.last_attention, attn.detach(), atol=1e-6)
 
 
-def test_query_is_static_and_output_layer_shared_or_per_keypoint():
-    per_kp = _model("vit_query")
-    shared = _model("vit_query", shared_output=True)
-    assert per_kp.head.out_weight.shape == (3, 32, 2) and shared.head.out_weight.shape == (1, 32, 2)
-    assert per_kp.head.query.shape == (3, 32)
+def test_query_head_is_the_seed_by_default(batch):
+    """Patch tokens as K and V (no norm, no W_k / W_v), one shared D -> 2 layer: A = softmax(QT^T/sqrt(D)), y = WAT+b."""
+    seed = _model("vit_query", uncertainty=False)
+    assert seed.head.out_weight.shape == (1, 32, 2) and seed.head.query.shape == (3, 32)
+    assert {n for n, _ in seed.head.named_parameters()} == {"query", "out_weight", "out_bias"}
+    x, _ = batch(n=2)
+    feats = seed.features(x)
+    tokens = feats[-1].flatten(2).transpose(1, 2)  # (B, N, D)
+    attn = torch.softmax(seed.head.query @ tokens.transpose(1, 2) / 32**0.5, -1)
+    expected = (attn @ tokens) @ seed.head.out_weight[0] + seed.head.out_bias[0]
+    torch.testing.assert_close(seed.head(feats)["coords"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_query_head_options_per_keypoint_output_and_token_projection():
+    per_kp = _model("vit_query", shared_output=False, token_projection=True)
+    assert per_kp.head.out_weight.shape == (3, 32, 2)
+    names = {n.split(".")[0] for n, _ in per_kp.head.named_parameters()}
+    assert {"norm", "key", "value"} <= names
 
 
 @pytest.mark.parametrize("head", ["vit_flatten", "vit_query"])
@@ -65,7 +80,7 @@ def test_gradients_reach_every_parameter(batch, gradients, head: str):
 
 @pytest.mark.parametrize(
     "head,vit,lr",
-    [("vit_flatten", VIT, 3e-3), ("vit_query", {"depth": 2, "embed_dim": 64, "num_heads": 2}, 1e-3)],
+    [("vit_flatten", VIT, 1e-3), ("vit_query", {"depth": 2, "embed_dim": 64, "num_heads": 2}, 1e-3)],
     ids=["vit_flatten", "vit_query"],
 )
 def test_overfits_eight_images(batch, steps, head: str, vit: dict, lr: float):
