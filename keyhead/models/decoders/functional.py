@@ -97,6 +97,21 @@ def argmax_subpixel(
     return cells_to_pixels(uv, stride), window_mass(maps, peak, radius)
 
 
+def _spatial_softmax(maps: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(maps / temperature) over each map (float32 at least), shape kept."""
+    b, k, h, w = maps.shape
+    work = maps.float() if maps.dtype in (torch.float16, torch.bfloat16) else maps
+    return torch.softmax(work.reshape(b, k, -1) / temperature, dim=-1).reshape(b, k, h, w)
+
+
+def _expectation(prob: torch.Tensor) -> torch.Tensor:
+    """Spatial expectation (B, K, 2) in cells (u, v) of distributions (B, K, h, w)."""
+    h, w = prob.shape[-2:]
+    xs = torch.arange(w, device=prob.device, dtype=prob.dtype)
+    ys = torch.arange(h, device=prob.device, dtype=prob.dtype)
+    return torch.stack(((prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)), dim=-1)
+
+
 def soft_argmax(
     maps: torch.Tensor, stride: float = 1.0, temperature: float = 1.0, radius: int = 2
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,27 +131,24 @@ def soft_argmax(
         >>> soft_argmax(m)[0].round().tolist()
         [[[1.0, 2.0]]]
     """
-    b, k, h, w = maps.shape
-    work = maps.float() if maps.dtype in (torch.float16, torch.bfloat16) else maps
-    prob = torch.softmax(work.reshape(b, k, -1) / temperature, dim=-1).reshape(b, k, h, w)
-    xs = torch.arange(w, device=maps.device, dtype=prob.dtype)
-    ys = torch.arange(h, device=maps.device, dtype=prob.dtype)
-    u = (prob.sum(2) * xs).sum(-1)
-    v = (prob.sum(3) * ys).sum(-1)
-    uv = torch.stack((u, v), dim=-1)
+    prob = _spatial_softmax(maps, temperature)
+    uv = _expectation(prob)
     conf = window_mass(prob, uv.round().long(), radius)
     return cells_to_pixels(uv, stride).to(maps.dtype), conf.to(maps.dtype)
 
 
-def _gaussian_kernel5(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    x = torch.arange(5, device=device, dtype=dtype) - 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
+# kornia's Gaussian pyramid kernel (``pyrup`` / ``pyrdown``), which Lightning Pose blurs its upsampled maps with
+_PYRAMID_ROW = (1.0, 4.0, 6.0, 4.0, 1.0)
 
 
-def upsample_blur(maps: torch.Tensor, steps: int, sigma: float = 1.0, batch_groups: bool = True) -> torch.Tensor:
-    """Upsample 2x per step (bicubic, align_corners=False) and smooth with a 5x5 Gaussian (a pyramid step).
+def _pyramid_kernel5(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    row = torch.tensor(_PYRAMID_ROW, device=device, dtype=dtype)
+    return row[:, None] * row[None, :] / 256.0
+
+
+def upsample_blur(maps: torch.Tensor, steps: int, batch_groups: bool = True) -> torch.Tensor:
+    """Lightning Pose's ``upsample``, ``steps`` times: bicubic 2x (align_corners=False), then kornia's 5x5 Gaussian
+    pyramid kernel (binomial 1-4-6-4-1 / 256) with zero borders.
 
     ``batch_groups``: one depthwise convolution over all B*K maps (B*K groups), several times faster on CPU than
     K groups per image; ``False`` uses K groups, a count that does not depend on the batch, as an ONNX graph with
@@ -144,12 +156,12 @@ def upsample_blur(maps: torch.Tensor, steps: int, sigma: float = 1.0, batch_grou
     """
     b, k, h, w = maps.shape
     groups = b * k if batch_groups else k
-    kernel = _gaussian_kernel5(sigma, maps.device, maps.dtype)[None, None].expand(groups, 1, 5, 5)
+    kernel = _pyramid_kernel5(maps.device, maps.dtype)[None, None].expand(groups, 1, 5, 5)
     x = maps.reshape(1, b * k, h, w) if batch_groups else maps
     for _ in range(steps):
         x = F.interpolate(x, scale_factor=2.0, mode="bicubic", align_corners=False)
-        x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=groups)
-    return x.clamp_min(0.0).reshape(b, k, x.shape[-2], x.shape[-1])
+        x = F.conv2d(x, kernel, padding=2, groups=groups)
+    return x.reshape(b, k, x.shape[-2], x.shape[-1])
 
 
 def crop_around_peaks(maps: torch.Tensor, half: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,10 +195,13 @@ def subpixel_maxima(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lightning Pose's ``run_subpixelmaxima``: upsample, sharpen, take the spatial expectation.
 
-    The maps are upsampled 2x per step (one step per downsampling level, bicubic + 5x5 Gaussian blur),
-    sharpened by a softmax of ``maps * beta``, and the expectation is taken. The confidence is the
-    probability mass of the sharpened distribution in a 5x5 window around its peak; as in Lightning Pose
-    it saturates near 1 for any peaked map (a known limitation; it still ranks keypoints; the
+    Lightning Pose's arithmetic in keyhead's coordinates: the maps are upsampled 2x per step (one step per
+    downsampling level: :func:`upsample_blur`, bicubic + kornia's pyramid kernel, zero borders, no clamping),
+    sharpened by a softmax of ``maps * beta``, and the expectation is taken. The confidence is the probability
+    mass of the sharpened distribution in the 5x5 window centred on the truncated expectation. Positions are
+    Lightning Pose's + 1.5 px for stride 4 (keyhead's cell centres, see the module docstring); confidences
+    are Lightning Pose's (tests/models/decoders/test_lightning_pose_maxima.py). As there, the confidence
+    saturates near 1 for any peaked map (a known limitation; it still ranks keypoints; the
     ``calibrated_maxima`` decoder does not saturate).
 
     With ``window`` set, only a (2*window)-cell square around each map's arg-max is upsampled (the
@@ -206,15 +221,17 @@ def subpixel_maxima(
         xy (B, K, 2) in input pixels; confidence (B, K).
     """
     h, w = maps.shape[-2:]
+    cell = stride / 2**upsample_steps
+    origin = None
     if window is not None and 2 * window < min(h, w):
-        crops, origin = crop_around_peaks(maps, window)
-        up = upsample_blur(crops, upsample_steps, batch_groups=batch_groups)
-        up = up / maps.flatten(2).sum(-1).clamp_min(1e-12)[..., None, None]
-        xy, conf = soft_argmax(up, stride / 2**upsample_steps, temperature=1.0 / beta, radius=radius)
-        return xy + origin.to(xy.dtype) * stride, conf
-    up = upsample_blur(maps, upsample_steps, batch_groups=batch_groups)
-    up = up / up.flatten(2).sum(-1).clamp_min(1e-12)[..., None, None] * (4**upsample_steps)
-    return soft_argmax(up, stride / 2**upsample_steps, temperature=1.0 / beta, radius=radius)
+        maps, origin = crop_around_peaks(maps, window)
+    prob = _spatial_softmax(upsample_blur(maps, upsample_steps, batch_groups=batch_groups), 1.0 / beta)
+    uv = _expectation(prob)
+    conf = window_mass(prob, uv.long(), radius)  # Lightning Pose centres the window on the truncated position
+    xy = cells_to_pixels(uv, cell)
+    if origin is not None:
+        xy = xy + origin.to(xy.dtype) * stride
+    return xy.to(maps.dtype), conf.to(maps.dtype)
 
 
 def calibrated_maxima(
