@@ -34,7 +34,8 @@ COLUMNS = [
     ("head", "head"),
     ("backbone", "backbone"),
     ("loss", "loss"),
-    ("mse_normalized", "normalised MSE"),
+    ("mse_normalized", "normalised MSE [0,1]"),
+    ("mse_normalized_pm1", "normalised MSE [-1,1]"),
     ("nme", "NME %"),
     ("nme_flip", "NME % (flip TTA)"),
     ("pixel_error", "pixel error (px)"),
@@ -183,7 +184,14 @@ def _fmt(value: Any, key: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, float):
-        digits = {"mse_normalized": 5, "confidence_auroc": 3, "params_m": 2, "train_minutes": 1, "latency_ms": 1}
+        digits = {
+            "mse_normalized": 5,
+            "mse_normalized_pm1": 5,
+            "confidence_auroc": 3,
+            "params_m": 2,
+            "train_minutes": 1,
+            "latency_ms": 1,
+        }
         return f"{value:.{digits.get(key, 2)}f}"
     return str(value)
 
@@ -207,6 +215,7 @@ def summarize_run(run_dir: Path, split: str = "test", latency_repeats: int = 20)
         "backbone": cfg.model.backbone,
         "loss": cfg.model.loss,
         "mse_normalized": m.get("mse_normalized"),
+        "mse_normalized_pm1": m.get("mse_normalized_pm1"),
         "nme": m.get("nme"),
         "nme_flip": nme_flip,
         "pixel_error": m.get("pixel_error"),

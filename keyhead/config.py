@@ -87,6 +87,11 @@ class ModelConfig(_Section):
     head_kwargs: dict[str, Any] = Field(default_factory=dict)
     downsample_factor: int = Field(2, ge=0, le=5, description="heatmap stride is 2**downsample_factor pixels")
     sigma: float = Field(1.25, gt=0, description="Gaussian target sigma in heatmap cells")
+    target: Literal["gaussian", "pixel"] = Field(
+        "gaussian",
+        description="heatmap targets: a Gaussian at the sub-pixel position, or 'pixel': a Gaussian-filtered delta on "
+        "the keypoint's nearest cell (seed 001's U-Net targets)",
+    )
     loss: str = Field("kl", description="kl converges far faster than Lightning Pose's heatmap_mse from the same start")
     decoder: str | None = Field(
         None,

@@ -92,16 +92,19 @@ def rmse_px(pred: ArrayLike, true: ArrayLike) -> float:
     return math.sqrt(_mean(pixel_errors(pred, true) ** 2))
 
 
-def mse_normalized(pred: ArrayLike, true: ArrayLike, image_sizes: ArrayLike) -> float:
+def mse_normalized(pred: ArrayLike, true: ArrayLike, image_sizes: ArrayLike, units: str = "unit") -> float:
     """Mean squared error of coordinates divided by the image size (seed 001's test metric).
 
-    Each coordinate is scaled as (x / w, y / h), then the squared differences are averaged over the x and y
-    coordinates of every scored keypoint.
+    Each coordinate is scaled as (x / w, y / h) (``units="unit"``: [0, 1]) or (2 x / w - 1, 2 y / h - 1)
+    (``units="pm1"``: [-1, 1], the units keyhead's regression heads train in; 4x the first), then the squared
+    differences are averaged over the x and y coordinates of every scored keypoint. Seed 001 does not say which
+    it used, so evaluations report both.
 
     Args:
         pred: (N, K, 2) predicted (x, y) in pixels.
         true: (N, K, 2) true (x, y) in pixels, NaN where unlabelled.
         image_sizes: (N, 2) (width, height) of each image in pixels.
+        units: ``"unit"`` ([0, 1]) or ``"pm1"`` ([-1, 1]).
 
     Returns:
         The mean squared normalised error; NaN if nothing can be scored.
@@ -110,8 +113,10 @@ def mse_normalized(pred: ArrayLike, true: ArrayLike, image_sizes: ArrayLike) -> 
         >>> mse_normalized([[[25.0, 0.0]]], [[[0.0, 0.0]]], [[100, 50]])
         0.03125
     """
+    if units not in ("unit", "pm1"):
+        raise KeyheadError(f"mse_normalized units={units!r}: choose 'unit' ([0, 1]) or 'pm1' ([-1, 1])")
     pred, true = _pair(pred, true)
-    sizes = np.asarray(image_sizes, dtype=np.float64)
+    sizes = np.asarray(image_sizes, dtype=np.float64) / (2.0 if units == "pm1" else 1.0)
     if sizes.shape != (len(true), 2):
         raise KeyheadError(
             f"image_sizes must have shape (N, 2) = ({len(true)}, 2) as (width, height), got {sizes.shape}"
@@ -480,6 +485,7 @@ def evaluate_split(
         "rmse_px": _json_float(rmse),
         "median_px": _json_float(median),
         "mse_normalized": _json_float(mse_normalized(pred, true, image_sizes)),
+        "mse_normalized_pm1": _json_float(mse_normalized(pred, true, image_sizes, units="pm1")),
     }
     if normalizer is not None:
         result["nme"] = _json_float(nme(pred, true, norm))

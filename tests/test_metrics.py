@@ -74,6 +74,19 @@ def test_mse_normalized_hand_value():
     assert mse_normalized(pred, true, [[100, 50]]) == pytest.approx(0.01)
 
 
+def test_mse_normalized_in_both_conventions():
+    """[0, 1] units (x / w) and [-1, 1] units (2 x / w - 1, the units the regression heads train in): 4x apart."""
+    pred = np.array([[[10, 5], [40, 20]]], dtype=float)
+    true = np.array([[[0, 0], [30, 30]]], dtype=float)
+    assert mse_normalized(pred, true, [[100, 50]], units="pm1") == pytest.approx(
+        4 * mse_normalized(pred, true, [[100, 50]])
+    )
+    out = evaluate_split(pred, true, [[100, 50]], ["a", "b"])
+    assert out["mse_normalized_pm1"] == pytest.approx(4 * out["mse_normalized"])
+    with pytest.raises(KeyheadError, match="units"):
+        mse_normalized(pred, true, [[100, 50]], units="percent")
+
+
 def test_mse_normalized_rejects_bad_sizes():
     with pytest.raises(KeyheadError, match="width, height"):
         mse_normalized(np.zeros((2, 1, 2)), np.zeros((2, 1, 2)), [[100, 50]])
@@ -221,6 +234,7 @@ def test_evaluate_split_keys_and_json():
         "rmse_px",
         "median_px",
         "mse_normalized",
+        "mse_normalized_pm1",
         "nme",
         "pck",
         "pck_px",

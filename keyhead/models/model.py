@@ -132,6 +132,7 @@ def create_model(
     decoder: str | None = None,
     downsample_factor: int = 2,
     sigma: float = 1.25,
+    target: str = "gaussian",
     head_kwargs: dict[str, Any] | None = None,
     decoder_kwargs: dict[str, Any] | None = None,
     keypoint_names: list[str] | None = None,
@@ -196,6 +197,7 @@ def create_model(
             decoder,
             decoder_kwargs,
             offset=head_mod.cell_offset,
+            target=target,
         )
     else:
         codec = CoordCodec(input_size, **(decoder_kwargs or {}))

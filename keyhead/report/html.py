@@ -63,7 +63,12 @@ def _note(text: str) -> str:
 def metrics_table(splits: dict[str, dict]) -> str:
     """HTML table: one row per split with the headline metrics of ``metrics.json``."""
     cols = [("n_frames", "frames", 0), ("pixel_error", "pixel error (px)", 2), ("rmse_px", "RMSE (px)", 2)]
-    cols += [("median_px", "median (px)", 2), ("mse_normalized", "MSE (normalised)", 5), ("nme", "NME (%)", 2)]
+    cols += [
+        ("median_px", "median (px)", 2),
+        ("mse_normalized", "MSE ([0,1] units)", 5),
+        ("mse_normalized_pm1", "MSE ([-1,1] units)", 5),
+        ("nme", "NME (%)", 2),
+    ]
     cols += [("confidence_auroc", "confidence AUROC", 3)]
     pck_keys = sorted({k for m in splits.values() for k in (m.get("pck") or {})}, key=float)
     pck_px_keys = sorted({k for m in splits.values() for k in (m.get("pck_px") or {})}, key=float)

@@ -45,7 +45,11 @@ class HeatmapCodec:
         decoder: str = "subpixel_maxima",
         decoder_kwargs: dict[str, Any] | None = None,
         offset: int = 0,
+        target: str = "gaussian",
     ) -> None:
+        if target not in ("gaussian", "pixel"):
+            raise ValueError(f"heatmap target {target!r}: choose 'gaussian' or 'pixel'")
+        self.target = target
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.stride = int(stride)
         self.offset = int(offset)
@@ -66,6 +70,10 @@ class HeatmapCodec:
     def encode(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gaussian targets with peak 1.
 
+        ``target="gaussian"``: a continuous Gaussian centred at the sub-pixel position. ``target="pixel"`` (seed
+        001's U-Net): a delta on the nearest cell filtered by a Gaussian truncated at 4 sigma (as
+        ``scipy.ndimage.gaussian_filter``), scaled to peak 1.
+
         Args:
             xy: (B, K, 2) keypoints in input pixels, NaN where missing.
 
@@ -82,10 +90,16 @@ class HeatmapCodec:
             & (uv[..., 1] <= h - 0.5)
         )
         uv = torch.where(valid[..., None], uv, torch.zeros_like(uv))
+        if self.target == "pixel":
+            uv = uv.round().clamp_min(0).minimum(torch.tensor([w - 1, h - 1], device=xy.device, dtype=uv.dtype))
         xs = torch.arange(w, device=xy.device, dtype=xy.dtype)
         ys = torch.arange(h, device=xy.device, dtype=xy.dtype)
-        gx = torch.exp(-((xs - uv[..., 0:1]) ** 2) / (2 * self.sigma**2))
-        gy = torch.exp(-((ys - uv[..., 1:2]) ** 2) / (2 * self.sigma**2))
+        dx, dy = xs - uv[..., 0:1], ys - uv[..., 1:2]
+        gx = torch.exp(-(dx**2) / (2 * self.sigma**2))
+        gy = torch.exp(-(dy**2) / (2 * self.sigma**2))
+        if self.target == "pixel":  # gaussian_filter's kernel radius: int(4 sigma + 0.5)
+            radius = int(4.0 * self.sigma + 0.5)
+            gx, gy = gx * (dx.abs() <= radius), gy * (dy.abs() <= radius)
         targets = gy[..., :, None] * gx[..., None, :]
         return targets * valid[..., None, None].to(targets.dtype), valid
 
@@ -127,5 +141,6 @@ class HeatmapCodec:
     def __repr__(self) -> str:
         return (
             f"HeatmapCodec(input_size={self.input_size}, stride={self.stride}, sigma={self.sigma}, "
+            f"target={self.target!r}, "
             f"activation={self.activation!r}, decoder={self.decoder_name!r})"
         )

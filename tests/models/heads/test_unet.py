@@ -89,3 +89,20 @@ def test_overfits_eight_images(batch, steps, loss: str, decoder: str):
         err = (model.predict(x).xy - xy).norm(dim=-1).mean()
         # the expectation over a still-wide softmax is pulled towards the map centre; the arg-max is not
         assert err < (3.0 if decoder == "argmax" else 8.0)
+
+
+def test_face_unet_template_decodes_with_the_seeds_plain_argmax():
+    import torch
+
+    from keyhead.config import load_config, template_dir
+    from keyhead.models.build import model_from_config
+
+    cfg = load_config(
+        template_dir() / "face_unet.yaml", ["data.input_size=[32,32]", "model.backbone_kwargs.width=4"]
+    )
+    model = model_from_config(cfg, ["a"], pretrained=False)
+    assert model.codec.decoder_name == "argmax" and model.codec.decoder_kwargs["refine"] is False
+    maps = torch.zeros(1, 1, 32, 32)
+    maps[0, 0, 10, 7], maps[0, 0, 10, 8] = 1.0, 0.8  # a peak between two cells: the plain arg-max stays on one
+    xy, _ = model.codec.decoder.fn(maps, stride=1.0, **model.codec.decoder_kwargs)
+    assert xy[0, 0].tolist() == [7.0, 10.0]
