@@ -70,7 +70,9 @@ def test_two_cpu_processes_match_one(tmp_path):
     for r1, r2 in zip(h1, h2, strict=True):
         for key in r1:
             np.testing.assert_allclose(r2[key], r1[key], rtol=1e-5, atol=1e-6, err_msg=key)
-    assert h1[-1]["val_pixel_error"] < h1[0]["val_pixel_error"]  # it did train
+    # it did train (the loss; 3 epochs of a frozen backbone from Lightning Pose's near-uniform initial heatmaps do
+    # not yet beat the image-centre guess in pixels)
+    assert h1[-1]["train_loss"] < h1[0]["train_loss"] and h1[-1]["val_loss"] < h1[0]["val_loss"]
     m1, m2 = (json.loads((out / n / "metrics.json").read_text())["splits"] for n in ("one", "two"))
     for split in m1:
         np.testing.assert_allclose(m2[split]["pixel_error"], m1[split]["pixel_error"], rtol=1e-4, err_msg=split)

@@ -41,9 +41,12 @@ def make_run(folder: Path, head: str = "heatmap", decoder: str = "subpixel_maxim
     (folder / "keypoints.txt").write_text("\n".join(NAMES) + "\n")
     (folder / "skeleton.json").write_text(json.dumps([["nose", "left_ear"], ["nose", "right_ear"]]))
     model = model_from_config(cfg, NAMES, pretrained=False)
-    with torch.no_grad():  # sharper maps than the initial ones, so the decoders see peaks as after training
+    # sharper maps than the initial ones, so the decoders see peaks as after training (the heatmap head starts
+    # near uniform: Lightning Pose's Xavier gain 0.01)
+    scale = 400.0 if head == "heatmap" else 4.0
+    with torch.no_grad():
         for p in model.head.parameters():
-            p.mul_(4.0)
+            p.mul_(scale)
     save_weights(model, folder / "model.safetensors")
     return folder
 

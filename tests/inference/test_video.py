@@ -36,7 +36,12 @@ def write_video(path, n=23, size=(48, 40), codec="libx264", fmt=None, pix_fmt="y
 
 def _model(head="heatmap", **kw):
     torch.manual_seed(0)
-    return create_model(num_keypoints=3, backbone="tiny", head=head, input_size=(64, 64), head_kwargs=kw).eval()
+    model = create_model(num_keypoints=3, backbone="tiny", head=head, input_size=(64, 64), head_kwargs=kw).eval()
+    if head == "heatmap":  # Lightning Pose's init (gain 0.01) starts near uniform: sharpen, as training would
+        with torch.no_grad():
+            for p in model.head.parameters():
+                p.mul_(100.0)
+    return model
 
 
 def _direct(model, frames):
