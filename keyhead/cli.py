@@ -124,7 +124,14 @@ def predict(
     check_distinct_stems(videos)
     images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
     if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):
-        _predict_light_or_ensemble(run_dir, images, videos, out, runtime, ensemble, combine, no_overlays, threshold)
+        given = [name for name, on in (("--max-frames", max_frames is not None), ("--labeled-video", labeled_video),
+                                       ("--flip", flip)) if on]  # fmt: skip
+        if given:
+            mode = "--ensemble" if ensemble else "an ONNX model on images"
+            raise KeyheadError(f"{given[0]}: not supported with {mode} yet; leave it out or predict with one run")
+        _predict_light_or_ensemble(
+            run_dir, images, videos, out, runtime, ensemble, combine, no_overlays, threshold, batch_size, no_progress
+        )
         return
     if videos:
         from keyhead.inference.video import predict_videos
@@ -157,12 +164,22 @@ def _predict_light_or_ensemble(
     combine: str,
     no_overlays: bool,
     threshold: float,
+    batch_size: int = 16,
+    no_progress: bool = True,
 ) -> None:
     """``keyhead predict`` with an ONNX model (no torch) or an ensemble of runs (images; ensembles also videos)."""
     if ensemble:
         from keyhead.inference.ensembles import predict_ensemble
 
-        predict_ensemble([run_dir, *ensemble], [*images, *videos], out, combine=combine, runtime=runtime)
+        predict_ensemble(
+            [run_dir, *ensemble],
+            [*images, *videos],
+            out,
+            combine=combine,
+            runtime=runtime,
+            batch_size=batch_size,
+            progress=not no_progress,
+        )
         return
     if videos:
         raise KeyheadError(f"{videos[0]}: a .onnx model predicts images; for videos pass the run folder")

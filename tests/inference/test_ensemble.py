@@ -104,3 +104,19 @@ def test_predict_ensemble_end_to_end(tmp_path: Path, capsys):
         predict_ensemble([runs[0], make_run(tmp_path / "other", 0, ["x", "y", "z"])], [images], tmp_path / "o")
     with pytest.raises(KeyheadError, match="at least two"):
         predict_ensemble([runs[0]], [images])
+
+
+@pytest.mark.parametrize(
+    "option", [["--max-frames", "5"], ["--labeled-video"], ["--flip"]], ids=["max-frames", "labeled-video", "flip"]
+)
+def test_ensemble_refuses_options_it_would_ignore(tmp_path: Path, capsys, option):
+    """An option the ensemble path does not implement is a one-line error, not silently dropped."""
+    runs = [make_run(tmp_path / f"run{i}", seed=i) for i in range(2)]
+    img = tmp_path / "img.png"
+    cv2.imwrite(str(img), np.zeros((48, 80, 3), np.uint8))
+    with pytest.raises(SystemExit) as info:
+        main(["predict", str(runs[0]), str(img), "--ensemble", str(runs[1]), "--out", str(tmp_path / "o"), *option])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keyhead: error: ") and option[0] in err and "--ensemble" in err
+    assert not (tmp_path / "o").exists()

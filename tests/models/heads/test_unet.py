@@ -97,9 +97,7 @@ def test_face_unet_template_decodes_with_the_seeds_plain_argmax():
     from keyhead.config import load_config, template_dir
     from keyhead.models.build import model_from_config
 
-    cfg = load_config(
-        template_dir() / "face_unet.yaml", ["data.input_size=[32,32]", "model.backbone_kwargs.width=4"]
-    )
+    cfg = load_config(template_dir() / "face_unet.yaml", ["data.input_size=[32,32]", "model.backbone_kwargs.width=4"])
     model = model_from_config(cfg, ["a"], pretrained=False)
     assert model.codec.decoder_name == "argmax" and model.codec.decoder_kwargs["refine"] is False
     maps = torch.zeros(1, 1, 32, 32)

@@ -53,7 +53,7 @@ def test_query_attention_rows_sum_to_one(batch):
 
 
 def test_query_head_is_the_seed_by_default(batch):
-    """Patch tokens as K and V (no norm, no W_k / W_v), one shared D -> 2 layer: A = softmax(QT^T/sqrt(D)), y = WAT+b."""
+    """The seed: patch tokens as K and V (no norm, no W_k / W_v), one shared D -> 2 layer: y = W A T + b."""
     seed = _model("vit_query", uncertainty=False)
     assert seed.head.out_weight.shape == (1, 32, 2) and seed.head.query.shape == (3, 32)
     assert {n for n, _ in seed.head.named_parameters()} == {"query", "out_weight", "out_bias"}
