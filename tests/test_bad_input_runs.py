@@ -131,3 +131,32 @@ def test_exif_rotated_photos_have_one_size(tmp_path, orientation):
     pixels = read_image(path)
     assert image_size(path) == (pixels.shape[1], pixels.shape[0])
     assert pixels.shape[:2] == ((64, 48) if orientation in (6, 8) else (48, 64))
+
+
+def test_cli_train_refuses_a_symlink_out_of_the_project(project, tmp_path, capsys):
+    image = next(p for p in sorted((project / "labeled-data").rglob("*.png")))
+    outside = tmp_path / "outside.png"
+    shutil.move(image, outside)
+    image.symlink_to(outside)
+    out = tmp_path / "runs"
+    code, _, err = cli(
+        capsys, "train", f"data.path={project}", f"output_dir={out}", "model.backbone=tiny", "--no-progress"
+    )
+    assert_user_error(code, err, image.name, "leaves the root folder", "symbolic link")
+    assert leftovers(out) == []
+
+
+def test_cli_video_prediction_with_a_pickle_as_the_pca(run_copy, synth, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (run_copy / "pca.safetensors").write_bytes(pickle.dumps(Payload()))
+    video = next((synth / "videos").glob("*.mp4"))
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, "predict", run_copy, video, "--out", out, "--no-progress", "--max-frames", "2")
+    assert_user_error(code, err, "pca.safetensors", "not a readable safetensors file")
+    assert not marker.exists()
+    assert not [p for p in leftovers(out) if p.suffix in (".csv", ".json")]
