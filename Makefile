@@ -6,8 +6,9 @@ STAMP := $(VENV)/.keyhead-installed
 
 .PHONY: demo test test-fast lint bench clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements-pip.lock requirements.lock pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r requirements-pip.lock
 	$(PY) -m pip install --disable-pip-version-check -q --require-hashes -r requirements.lock
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
