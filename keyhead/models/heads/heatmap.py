@@ -12,9 +12,11 @@ from keyhead.models.decoders.functional import log2_int
 from keyhead.models.heads.base import Head
 from keyhead.registry import HEADS
 
+LP_INIT_GAIN = 0.01  # Lightning Pose's Xavier gain for the upsampling layers
+
 
 def make_upsampling_layers(
-    in_channels: int, num_keypoints: int, n_deconv: int, deconv_channels: int | None
+    in_channels: int, num_keypoints: int, n_deconv: int, deconv_channels: int | None, init_gain: float = LP_INIT_GAIN
 ) -> nn.Sequential:
     """PixelShuffle(2) -> C/4 channels, then ``n_deconv`` ConvTranspose2d(3x3, stride 2) layers C/4 -> K' -> ... -> K.
 
@@ -34,9 +36,9 @@ def make_upsampling_layers(
         out = num_keypoints if i == n_deconv - 1 else mid
         layers.append(nn.ConvTranspose2d(ch, out, 3, stride=2, padding=1, output_padding=1))
         ch = out
-    for m in layers:  # Lightning Pose's initialisation: small weights, so the first heatmaps are near uniform
+    for m in layers:  # Lightning Pose's initialisation (gain 0.01): small weights, the first heatmaps near uniform
         if isinstance(m, nn.ConvTranspose2d | nn.Conv2d):
-            nn.init.xavier_uniform_(m.weight, gain=0.01)
+            nn.init.xavier_uniform_(m.weight, gain=init_gain)
             nn.init.zeros_(m.bias)
     return nn.Sequential(*layers)
 
@@ -54,6 +56,8 @@ class HeatmapHead(Head):
         num_keypoints: K.
         downsample_factor: heatmap stride is ``2**downsample_factor`` input pixels.
         deconv_channels: channels of intermediate deconvolutions (default K).
+        init_gain: Xavier gain of the upsampling layers: 0.01 is Lightning Pose's (default); keyhead's CPU templates
+            use 1.0, which trains much faster on short budgets (README, "Choosing a head": the measured effect).
 
     Shapes:
         features[-1]: (B, C, H/s, W/s) -> logits (B, K, H/2^d, W/2^d).
@@ -67,10 +71,13 @@ class HeatmapHead(Head):
         num_keypoints: int,
         downsample_factor: int = 2,
         deconv_channels: int | None = None,
+        init_gain: float = LP_INIT_GAIN,
     ) -> None:
         super().__init__()
         last = feature_info[-1]
         n_deconv = log2_int(last.stride) - downsample_factor - 1
+        if not init_gain > 0:
+            raise KeyheadError(f"model.head_kwargs.init_gain={init_gain!r}: a positive Xavier gain, e.g. 0.01 or 1.0")
         if n_deconv < -1:
             raise KeyheadError(
                 f"model.downsample_factor={downsample_factor} asks for heatmaps coarser than the backbone stride "
@@ -79,7 +86,7 @@ class HeatmapHead(Head):
         self.num_keypoints = num_keypoints
         self.downsample_factor = downsample_factor
         self.stride = 2**downsample_factor
-        self.upsample = make_upsampling_layers(last.channels, num_keypoints, n_deconv, deconv_channels)
+        self.upsample = make_upsampling_layers(last.channels, num_keypoints, n_deconv, deconv_channels, init_gain)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         return self.upsample(features[-1])

@@ -16,7 +16,7 @@ from torch import nn
 from keyhead.errors import KeyheadError
 from keyhead.models.decoders.functional import log2_int
 from keyhead.models.heads.base import Head
-from keyhead.models.heads.heatmap import make_upsampling_layers
+from keyhead.models.heads.heatmap import LP_INIT_GAIN, make_upsampling_layers
 from keyhead.registry import HEADS
 
 
@@ -118,6 +118,7 @@ class MHCRNNHead(Head):
         context_grad: back-propagate into the backbone through the context frames too (Lightning Pose does);
             by default only the target frame's features carry gradients, which makes a training step ~2x
             cheaper for a 5-frame window.
+        init_gain: Xavier gain of the single-frame head's upsampling layers (Lightning Pose: 0.01).
 
     Shapes:
         features[-1]: (B, T, C, h, w), or (B, V, T, C, h, w) with views ->
@@ -141,6 +142,7 @@ class MHCRNNHead(Head):
         causal: bool = False,
         num_views: int = 1,
         context_grad: bool = False,
+        init_gain: float = LP_INIT_GAIN,
     ) -> None:
         super().__init__()
         last = feature_info[-1]
@@ -172,7 +174,7 @@ class MHCRNNHead(Head):
         self.num_views = num_views
         self.context_grad = context_grad
         k = num_keypoints // num_views
-        self.single = make_upsampling_layers(last.channels, k, n_deconv, None)
+        self.single = make_upsampling_layers(last.channels, k, n_deconv, None, init_gain)
         self.multi = UpsamplingCRNN(last.channels, k, upsampling_factor, causal)
 
     @property

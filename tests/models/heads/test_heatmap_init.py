@@ -25,3 +25,15 @@ def test_upsampling_layers_start_small_like_lightning_pose(head):
         assert float(m.weight.abs().max()) <= bound * (1 + 1e-6), (m, float(m.weight.abs().max()), bound)
         assert float(m.weight.abs().max()) > 0.5 * bound  # Xavier-uniform, not zeros
         assert torch.count_nonzero(m.bias) == 0
+
+
+def test_init_gain_is_an_option():
+    torch.manual_seed(0)
+    model = keyhead.create_model(
+        num_keypoints=5, backbone="tiny", head="heatmap", input_size=(64, 64), head_kwargs={"init_gain": 1.0}
+    )
+    deconv = next(m for m in model.head.upsample.modules() if isinstance(m, nn.ConvTranspose2d))
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(deconv.weight)
+    assert float(deconv.weight.abs().max()) > 0.5 * math.sqrt(6.0 / (fan_in + fan_out))
+    with pytest.raises(keyhead.KeyheadError, match="init_gain"):
+        keyhead.create_model(num_keypoints=5, backbone="tiny", head="heatmap", head_kwargs={"init_gain": 0})
