@@ -118,14 +118,13 @@ def predict(
     (temporal norm, confidence, frames/s) and with --labeled-video an MP4 with the points drawn; an interrupted
     video prediction resumes where it stopped.
     """
-    from keyhead.io.video import VIDEO_SUFFIXES, check_distinct_stems
+    from keyhead.io.video import VIDEO_SUFFIXES
 
     videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
-    check_distinct_stems(videos)
     images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
     if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):
-        given = [name for name, on in (("--max-frames", max_frames is not None), ("--labeled-video", labeled_video),
-                                       ("--flip", flip)) if on]  # fmt: skip
+        video_only = {"--max-frames": max_frames is not None, "--labeled-video": labeled_video, "--flip": flip}
+        given = [name for name, on in video_only.items() if on]
         if given:
             mode = "--ensemble" if ensemble else "an ONNX model on images"
             raise KeyheadError(f"{given[0]}: not supported with {mode} yet; leave it out or predict with one run")

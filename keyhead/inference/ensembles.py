@@ -128,7 +128,7 @@ def predict_ensemble(
     """
     from keyhead.inference.images import predict_images
     from keyhead.inference.video import predict_videos
-    from keyhead.io.video import VIDEO_SUFFIXES
+    from keyhead.io.video import VIDEO_SUFFIXES, check_distinct_stems
 
     runs = [Path(r) for r in run_dirs]
     if len(runs) < 2:
@@ -138,6 +138,7 @@ def predict_ensemble(
     _check_members(runs)
     videos = [Path(p) for p in inputs if Path(p).suffix.lower() in VIDEO_SUFFIXES]
     images = [Path(p) for p in inputs if Path(p).suffix.lower() not in VIDEO_SUFFIXES]
+    check_distinct_stems(videos)  # <stem>.csv per video, before any member predicts
     out = Path(out_dir) if out_dir is not None else runs[0] / "predictions"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".ensemble-") as tmp:

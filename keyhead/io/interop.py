@@ -4,7 +4,7 @@ keyhead writes its own prediction table (DeepLabCut's CSV layout, which ``moveme
 they are); for the analysis tools that want SLEAP or NWB files, :func:`save_predictions` hands the same numbers to
 sleap-io's writers instead of a writer of keyhead's own. One keyhead prediction table is one animal: each row (a
 video frame, or an image) becomes a labelled frame with one predicted instance on the track ``animal``, the
-keypoint confidences become point scores and their mean the instance score; missing keypoints stay NaN.
+keypoint confidences become point scores; missing keypoints stay NaN.
 
 Torch-free, like the rest of ``io/``; ``sleap_io`` is imported when a file is written.
 """
@@ -63,27 +63,24 @@ def prediction_labels(
     track = sio.Track(name=TRACK)
     if video is not None:
         try:
-            frame_idx = [int(float(r)) for r in rows]
+            frame_idx = np.array([int(float(r)) for r in rows])
         except ValueError:
             raise KeyheadError(
                 f"{video}: the table's rows are not frame numbers; convert image predictions without --video"
             ) from None
         vid = sio.Video(filename=str(video), open_backend=False)
     else:
-        frame_idx = list(range(len(rows)))
+        frame_idx = np.arange(len(rows))
         files = [str(r) for r in rows]  # an image sequence, described as sleap-io's ImageVideo describes itself
         meta = {"type": "ImageVideo", "filename": files[0], "filenames": files, "shape": None, "grayscale": False}
         vid = sio.Video(filename=files, open_backend=False, backend_metadata=meta)
-    frames = []
-    for i, f in enumerate(frame_idx):
-        scores = np.nan_to_num(likelihood[i].astype(np.float64), nan=0.0)
-        if not np.isfinite(xy[i]).any():
-            continue  # nothing predicted on this frame: no instance (SLEAP's convention)
-        inst = sio.PredictedInstance.from_numpy(
-            xy[i].astype(np.float64), sk, point_scores=scores, score=float(scores.mean()), track=track
-        )
-        frames.append(sio.LabeledFrame(video=vid, frame_idx=f, instances=[inst]))
-    return sio.Labels(labeled_frames=frames, videos=[vid], skeletons=[sk], tracks=[track])
+    # one dense (frames, 1 track, K, x / y / score) array for sleap-io's own constructor; frames without any
+    # predicted point (and frame numbers the table skips) get no instance, SLEAP's convention
+    first = int(frame_idx.min())
+    arr = np.full((int(frame_idx.max()) - first + 1, 1, len(names), 3), np.nan)
+    arr[frame_idx - first, 0, :, :2] = xy
+    arr[frame_idx - first, 0, :, 2] = np.nan_to_num(likelihood, nan=0.0)
+    return sio.Labels.from_numpy(arr, [vid], sk, [track], first_frame=first, return_confidence=True)
 
 
 def save_predictions(

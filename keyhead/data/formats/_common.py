@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -98,8 +99,14 @@ def _links_out(root: Path, path: str) -> bool:
     target = Path(root) / path
     if not os.path.lexists(target):
         return False  # a missing image is reported by the image check, with its own fix
-    real_root = os.path.realpath(root)
+    real_root = _realpath(str(root))
     return os.path.commonpath([real_root, os.path.realpath(target)]) != real_root
+
+
+@functools.lru_cache(maxsize=64)
+def _realpath(folder: str) -> str:
+    """The root's real path, resolved once for all the rows of a label file."""
+    return os.path.realpath(folder)
 
 
 def default_keypoint_layout(k: int) -> tuple[list[str], list[tuple[int, int]], list[tuple[str, str]]]:

@@ -23,6 +23,8 @@ def make_upsampling_layers(
     ``n_deconv = -1`` means no upsampling at all (a 1x1 projection at the backbone stride); ``0`` means
     PixelShuffle and a 1x1 projection.
     """
+    if not init_gain > 0:
+        raise KeyheadError(f"model.head_kwargs.init_gain={init_gain!r}: a positive Xavier gain, e.g. 0.01 or 1.0")
     if n_deconv < 0:
         return nn.Sequential(nn.Conv2d(in_channels, num_keypoints, 1))
     if in_channels % 4:
@@ -76,8 +78,6 @@ class HeatmapHead(Head):
         super().__init__()
         last = feature_info[-1]
         n_deconv = log2_int(last.stride) - downsample_factor - 1
-        if not init_gain > 0:
-            raise KeyheadError(f"model.head_kwargs.init_gain={init_gain!r}: a positive Xavier gain, e.g. 0.01 or 1.0")
         if n_deconv < -1:
             raise KeyheadError(
                 f"model.downsample_factor={downsample_factor} asks for heatmaps coarser than the backbone stride "
