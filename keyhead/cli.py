@@ -562,15 +562,17 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("keyhead: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click's own usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
+    except Exception as exc:  # usage errors of typer's (vendored) click and anything unexpected
+        if isinstance(exc, typer.Exit):
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, typer.TyperException):  # UsageError, NoSuchOption, MissingParameter, ...
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
+            else:
+                typer.echo(f"keyhead: error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, typer.Abort):
             sys.exit(130)
         if debug:
             raise

@@ -101,6 +101,25 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, capsys):
     assert needle in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--out", "x"], "--out"),
+        (["nosuchcommand"], "nosuchcommand"),
+        (["predict"], "RUN_DIR"),
+    ],
+    ids=["unknown-option", "unknown-command", "missing-argument"],
+)
+def test_usage_errors_are_usage_errors_not_internal_errors(args, needle, capsys):
+    """A mistyped command line gets click's usage message and exit status 2, never "internal error"."""
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert needle.lower() in err.lower() and "Usage:" in err
+
+
 def test_load_run_predicts_like_the_cli(run_dir: Path, synth_dir: Path):
     import numpy as np
     import torch
