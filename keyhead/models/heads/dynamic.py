@@ -91,7 +91,11 @@ class DynamicHead(Head):
     2. Queries: q_k = e_k + g, e_k a learned keypoint embedding and g an MLP of the globally pooled features;
        ``num_layers`` layers of cross-attention to the low-resolution feature tokens (sine position code on the
        keys), self-attention among the keypoints and an MLP refine them per image.
-    3. Dynamic convolution: W_k = A q_k (D), b_k = c . q_k; heatmap_k = (W_k . F) / sqrt(D) + b_k.
+    3. Dynamic convolution: W_k = S_k + A q_k (D), b_k = c . q_k; heatmap_k = (W_k . F) / sqrt(D) + b_k. S_k is a
+       static per-keypoint kernel (``static_kernels``, default) and A starts at zero, so the head first learns
+       like a static heatmap head and the generated part grows from there; without S_k (``static_kernels:
+       false``) the generated kernels stay near uniform heatmaps for long (HELEN, 3 CPU minutes: 39.6 % NME
+       against 11.2 % with S_k).
     4. Uncertainty: ``log_scale`` = log b_k of a Laplace distribution (normalised units) from q_k and the
        (detached) spread of heatmap k; the engine trains it with ``laplace_nll`` on the heatmap's soft-argmax.
 
@@ -102,6 +106,7 @@ class DynamicHead(Head):
         dim: D, the width of the features, queries and kernels.
         num_layers: query refinement layers.
         num_heads: attention heads (must divide D).
+        static_kernels: add a learned static kernel per keypoint to the generated one (generated part zero-init).
 
     Shapes:
         features[-1]: (B, C, H/s, W/s) -> {"heatmaps": logits (B, K, H/2^d, W/2^d), "coords": (B, K, 2)
@@ -119,6 +124,7 @@ class DynamicHead(Head):
         dim: int = 128,
         num_layers: int = 2,
         num_heads: int = 4,
+        static_kernels: bool = True,
     ) -> None:
         super().__init__()
         last = feature_info[-1]
@@ -146,6 +152,11 @@ class DynamicHead(Head):
         self.layers = nn.ModuleList(QueryLayer(dim, num_heads) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
         self.kernel = nn.Linear(dim, dim)
+        self.static_kernel: nn.Parameter | None = None
+        if static_kernels:  # W_k = S_k + A q_k: a static per-keypoint kernel, the generated part starts at zero
+            self.static_kernel = nn.Parameter(torch.randn(num_keypoints, dim))
+            nn.init.zeros_(self.kernel.weight)
+            nn.init.zeros_(self.kernel.bias)
         self.bias = nn.Linear(dim, 1)
         self.scale = nn.Sequential(nn.Linear(dim + 1, dim // 2), nn.ReLU(inplace=True), nn.Linear(dim // 2, 1))
         nn.init.constant_(self.scale[-1].bias, math.log(0.05))
@@ -163,14 +174,18 @@ class DynamicHead(Head):
     def dynamic_params(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The per-image parameters: {"kernel": (B, K, D) 1x1-conv weights, "bias": (B, K), "query": (B, K, D)}."""
         q, _ = self._queries(self.reduce(features[-1]))
-        return {"kernel": self.kernel(q), "bias": self.bias(q).squeeze(-1), "query": q}
+        return {"kernel": self._kernels(q), "bias": self.bias(q).squeeze(-1), "query": q}
+
+    def _kernels(self, q: torch.Tensor) -> torch.Tensor:
+        kernels = self.kernel(q)
+        return kernels if self.static_kernel is None else kernels + self.static_kernel
 
     def forward(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         low = self.reduce(features[-1])
         q, attn = self._queries(low)
         self.last_attention = attn.detach()
         fmap = self.upsample(low)
-        logits = torch.einsum("bkd,bdhw->bkhw", self.kernel(q), fmap) / math.sqrt(self.dim)
+        logits = torch.einsum("bkd,bdhw->bkhw", self._kernels(q), fmap) / math.sqrt(self.dim)
         logits = logits + self.bias(q)[..., None]
         coords, spread = soft_argmax_normalised(logits)
         log_scale = self.scale(torch.cat((q, spread.detach().log()[..., None]), -1)).squeeze(-1)

@@ -61,16 +61,39 @@ def test_too_coarse_heatmap_is_a_clear_error():
         _model(d=4)  # tiny level 1 has stride 8
 
 
-def test_parameters_are_generated_per_image(batch):
-    """Input-conditioned: two different images get different 1x1 kernels; the same image twice, the same."""
-    model = _model().eval()
-    x, _ = batch(n=2)
+def test_parameters_are_generated_per_image(batch, steps):
+    """Input-conditioned: two different images get different 1x1 kernels; the same image twice, the same.
+
+    The generated part starts at zero (the static per-keypoint kernels carry the start), so train a few steps."""
+    model = _model()
+    x, xy = batch()
+    steps(model, "kl", x, xy, steps=10, lr=3e-3)
+    model.eval()
+    x = x[:2]
     with torch.no_grad():
         params = model.head.dynamic_params(model.features(x))
         again = model.head.dynamic_params(model.features(torch.cat([x[:1], x[:1]])))
     assert params["kernel"].shape == (2, 3, 32) and params["bias"].shape == (2, 3)
     assert (params["kernel"][0] - params["kernel"][1]).abs().max() > 1e-3
     assert torch.allclose(again["kernel"][0], again["kernel"][1], atol=1e-6)
+
+
+def test_static_kernels_make_it_train_and_start_as_a_static_head(batch, steps):
+    """W_k = S_k + A q_k with A = 0 at the start: the head first learns like a heatmap head, then adapts per image.
+
+    Without the static kernels (the first design, still ``static_kernels: false``) the generated kernels stay near
+    uniform heatmaps for long: 40 steps here leave 15.6 px against 0.9 px; on HELEN (3 CPU minutes, face_dynamic)
+    39.6 % NME against 11.2 %."""
+    x, xy = batch()
+    model = _model()
+    assert model.head.kernel.weight.abs().max() == 0 and model.head.static_kernel.shape == (3, 32)
+    errors = {}
+    for static in (True, False):
+        model = _model(head_kwargs={**HEAD, "static_kernels": static})
+        steps(model, "kl", x, xy, steps=40, lr=3e-3)
+        model.eval()
+        errors[static] = float((model.predict(x).xy - xy).norm(dim=-1).mean())
+    assert errors[True] < 3.0 and errors[True] < 0.3 * errors[False], errors
 
 
 def test_confidence_falls_as_predicted_scale_grows():
