@@ -10,9 +10,29 @@ from pathlib import Path
 import torch
 
 
+def cpu_flags() -> str:
+    """The CPU's model and the vector extensions that decide convolution speed (AVX2 / AVX-512 / AMX / NEON)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    except OSError:
+        pass
+    wanted = [("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX-512-BF16"), ("amx_tile", "AMX")]
+    found = [name for flag, name in wanted if flag in flags]
+    if "asimd" in flags or platform.machine() in ("arm64", "aarch64"):
+        found.append("NEON")
+    return f"{model}; {', '.join(found) or 'no AVX2 / AVX-512 / AMX / NEON'}"
+
+
 def machine() -> dict:
     """What the numbers were measured on, and how busy it was when the bench started."""
     return {
+        "cpu_flags": cpu_flags(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),

@@ -15,6 +15,7 @@ from keyhead.models.build import load_run
 FACE_TEMPLATES = [
     "face_regression_cnn",
     "face_resnet18",
+    "face_lite0_transfer",
     "face_dino_flatten",
     "face_dino_query",
     "face_unet",
