@@ -35,12 +35,14 @@ _LAZY = {
     "smooth_predictions": "keyhead.inference.smoothing",
     "write_report": "keyhead.report.html",
     "compare": "keyhead.compare",
+    "cross_validate": "keyhead.crossval",
     "flip_predict": "keyhead.models.tta",
 }
 
 if TYPE_CHECKING:
     from keyhead.compare import compare
     from keyhead.config import RunConfig, load_config
+    from keyhead.crossval import cross_validate
     from keyhead.data.formats import load_labels
     from keyhead.data.formats.convert import convert_labels
     from keyhead.export.onnx import export_onnx
@@ -81,6 +83,7 @@ __all__ = [
     "compare",
     "convert_labels",
     "create_model",
+    "cross_validate",
     "export_onnx",
     "flip_predict",
     "load_config",

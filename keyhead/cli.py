@@ -69,16 +69,26 @@ def train(
 
 @app.command()
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="a run folder")],
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (with --cv also a config file or template name)")],
     data: Annotated[
         Path | None, typer.Option(help="evaluate on other labelled data instead of the run's split")
     ] = None,
     flip: Annotated[
         bool, typer.Option("--flip", help="flip test-time augmentation (results in an eval-...-flip folder)")
     ] = False,
+    cv: Annotated[int | None, typer.Option(help="K-fold cross-validation: K runs, each frame tested once")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="with --cv: key=value config override")] = None,
+    out: Annotated[Path | None, typer.Option(help="with --cv: folder (default OUTPUT_DIR/NAME-cvK)")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
-    """Evaluate a run's best weights: metrics.json per split and per keypoint, predictions, plots."""
+    """Evaluate a run's best weights (metrics.json per split and keypoint, predictions, plots), or --cv K."""
+    if cv is not None:
+        from keyhead.crossval import cross_validate
+
+        cross_validate(run_dir, cv, set_, out, progress=not no_progress)
+        return
+    if set_ or out:
+        raise KeyheadError("--set and --out go with --cv K (cross-validation); evaluate a run without them")
     from keyhead.evaluation.evaluate import evaluate_run
 
     evaluate_run(run_dir, data=data, progress=not no_progress, flip=flip)

@@ -165,7 +165,7 @@ def _cached_latency(run_dir: Path, model: torch.nn.Module, repeats: int) -> floa
     return ms
 
 
-def _train_entry(cfg: RunConfig, run_dir: Path, progress: bool) -> str:
+def train_or_resume(cfg: RunConfig, run_dir: Path, progress: bool) -> str:
     """Train (or resume, or skip) one model; returns what was done."""
     from keyhead.engine.train import train
 
@@ -370,7 +370,7 @@ def compare(
         cfg.data.split_file = str(split_path.resolve())
         print(f"[compare] {e.name}: {' '.join(e.overrides) or '(config as is)'}")
         try:
-            what = _train_entry(cfg, out / "runs" / e.name, progress)
+            what = train_or_resume(cfg, out / "runs" / e.name, progress)
             if flip and not (out / "runs" / e.name / "eval-flip" / "metrics.json").is_file():
                 evaluate_run(out / "runs" / e.name, flip=True, progress=progress)
         except Exception as exc:  # noqa: BLE001  (keep_going: one broken model must not lose the others)

@@ -169,6 +169,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 # README line -> why it is not run here.
 SKIP: dict[str, str] = {
+    "keyhead evaluate runs/heatmap_lite0 --cv 5 --out cv/": "trains five runs: tests/evaluation/test_crossval.py runs "
+    "--cv through the CLI",
     "keyhead synth data/": "run in an empty folder of its own: test_synth_in_empty_folder",
     "keyhead predict runs/my_run long.mp4 --runtime onnx": "exports the video graphs with torch.onnx: ~20 s even for "
     "the tiny model (tests/inference/test_video.py runs --runtime onnx)",

@@ -1,0 +1,81 @@
+"""`keyhead evaluate --cv K`: K-fold cross-validation through the real CLI and training loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keyhead.crossval import fold_splits
+from keyhead.errors import KeyheadError
+from tests.cli_helpers import SIZE, assert_user_error, cli
+
+
+@pytest.mark.parametrize("n,k", [(16, 3), (10, 10), (7, 2)])
+def test_every_frame_is_tested_exactly_once_and_never_trained_on_in_its_fold(n: int, k: int):
+    splits = fold_splits(n, k, 0.1, seed=3)
+    tested = sorted(i for s in splits for i in s["test"])
+    assert tested == list(range(n))
+    for s in splits:
+        parts = [set(s["train"]), set(s["val"]), set(s["test"])]
+        assert set.union(*parts) == set(range(n)) and sum(map(len, parts)) == n  # disjoint, complete
+        assert s["val"] and s["train"]
+    sizes = [len(s["test"]) for s in splits]
+    assert max(sizes) - min(sizes) <= 1
+    assert fold_splits(n, k, 0.1, seed=3) == splits  # deterministic
+    assert fold_splits(n, k, 0.1, seed=4) != splits or n == k
+
+
+def test_bad_fold_counts_are_refused():
+    with pytest.raises(KeyheadError, match="--cv 1"):
+        fold_splits(10, 1, 0.1, 0)
+    with pytest.raises(KeyheadError, match="--cv 11"):
+        fold_splits(10, 11, 0.1, 0)
+
+
+def test_cv_from_the_cli_trains_k_runs_and_summarises_them(synth: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cv"
+    sets = [
+        f"data.path={synth}",
+        "model.backbone=tiny",
+        "model.pretrained=false",
+        f"data.input_size=[{SIZE},{SIZE}]",
+        "train.epochs=1",
+        "train.batch_size=4",
+        "augment.enabled=false",
+    ]
+    args = ["evaluate", "demo", "--cv", "3", "--out", out, "--no-progress"]
+    for s in sets:
+        args += ["--set", s]
+    code, stdout, err = cli(capsys, *args)
+    assert code == 0, err
+    payload = json.loads((out / "cv.json").read_text())
+    assert payload["k"] == 3 and len(payload["folds"]) == 3
+    tested = []
+    for fold in payload["folds"]:
+        run = Path(fold["run_dir"])
+        metrics = json.loads((run / "metrics.json").read_text())["splits"]["test"]
+        assert fold["test"]["pixel_error"] == metrics["pixel_error"]
+        split = json.loads((run / "split.json").read_text())
+        tested += split["test"]
+        assert not set(split["test"]) & set(split["train"])
+    assert len(tested) == len(set(tested)) == 16  # every synthetic labelled frame once
+    errors = [f["test"]["pixel_error"] for f in payload["folds"]]
+    summary = payload["summary"]["pixel_error"]
+    assert summary["mean"] == pytest.approx(np.mean(errors)) and summary["std"] == pytest.approx(np.std(errors, ddof=1))
+    assert summary["min"] == min(errors) and summary["max"] == max(errors)
+    table = (out / "cv.md").read_text()
+    assert "| **mean** |" in table and "| **std** |" in table and "3-fold" in table
+    assert "+-" in stdout
+
+    # a second run skips the finished folds and gives the same summary
+    code, stdout, err = cli(capsys, *args)
+    assert code == 0 and stdout.count("skipped (finished)") == 3
+    assert json.loads((out / "cv.json").read_text())["summary"] == payload["summary"]
+
+
+def test_cv_options_without_cv_are_refused(run_dir: Path, capsys):
+    code, _, err = cli(capsys, "evaluate", run_dir, "--set", "train.epochs=2")
+    assert_user_error(code, err, "--cv")
