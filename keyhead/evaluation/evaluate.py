@@ -19,6 +19,7 @@ from keyhead.inference.images import predict_dataset
 from keyhead.io.atomic import atomic_write
 from keyhead.metrics import bbox_diagonal, evaluate_split, interocular, normalized_errors, reliability_bins
 from keyhead.models.build import load_run
+from keyhead.models.calibration import CALIBRATION_FILE, ConfidenceCalibration
 from keyhead.models.model import KeypointModel
 from keyhead.models.tta import run_flip_pairs
 from keyhead.types import LabeledFrames
@@ -86,17 +87,22 @@ def evaluate_frames(
     crop_margin: float = 0.25,
     context_frames: str = "auto",
     context_video: str | None = None,
+    fit_calibration_to: Path | None = None,
 ) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics per split and the predictions (original pixels) they came from.
 
     ``cache`` reuses images already decoded (e.g. by training); by default they are read anew. Frames with boxes
     are cropped to them enlarged by ``crop_margin``; ``flip_pairs`` turns on flip test-time augmentation. Each
     split's metrics include ``reliability`` (:func:`keyhead.metrics.reliability_bins` of the confidences against
-    the errors the AUROC judges).
+    the errors the AUROC judges). The network runs without the model's confidence calibration; when the model has
+    one (or ``fit_calibration_to`` is a path and a ``val`` split is given: one is fitted on it, saved there and
+    set on the model), metrics and predictions carry the calibrated confidences, and each split keeps the raw
+    confidences' AUROC and ECE under ``raw_confidence``.
     """
     cache = cache or ImageCache(frames, model.backbone.in_channels)
-    metrics: dict[str, dict] = {}
     preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    sizes: dict[str, np.ndarray] = {}
+    cal, model.calibration = model.calibration, None
     for name, idx in splits.items():
         if not idx:
             continue
@@ -112,23 +118,50 @@ def evaluate_frames(
             context_frames=context_frames,
         )
         xy, conf = predict_dataset(model, ds, batch_size, progress, desc=f"evaluate {name}", flip_pairs=flip_pairs)
-        sizes = np.array([cache.size(i) for i in idx], dtype=np.float64)
-        norm, norm_name = normalizer(frames, idx, nme_normalizer)
-        norm_name = norm_name if norm is None else None
-        metrics[name] = evaluate_split(
-            xy,
-            frames.keypoints[idx],
-            sizes,
-            frames.keypoint_names,
-            confidence=conf,
-            normalizer=norm,
-            nme_normalizer_name=norm_name,
-            auroc_threshold=AUROC_THRESHOLD,
-        )
-        rel, _ = confidence_errors(frames, idx, xy, nme_normalizer)
-        metrics[name]["reliability"] = reliability_bins(conf, rel, AUROC_THRESHOLD)
         preds[name] = (xy, conf)
+        sizes[name] = np.array([cache.size(i) for i in idx], dtype=np.float64)
+    metrics = {name: split_metrics(frames, splits[name], *preds[name], sizes[name], nme_normalizer) for name in preds}
+    if cal is None and fit_calibration_to is not None and "val" in preds:
+        xy, conf = preds["val"]
+        rel, _ = confidence_errors(frames, splits["val"], xy, nme_normalizer)
+        labelled = ~np.isnan(rel)
+        cal = ConfidenceCalibration.fit(
+            conf[labelled], rel[labelled] <= AUROC_THRESHOLD, fitted_on="val", error_threshold=AUROC_THRESHOLD
+        )
+        if cal is not None:
+            cal.save(fit_calibration_to)
+    model.calibration = cal
+    if cal is not None:
+        for name, (xy, conf) in list(preds.items()):
+            raw = metrics[name]
+            preds[name] = (xy, cal.numpy(conf))
+            metrics[name] = split_metrics(frames, splits[name], *preds[name], sizes[name], nme_normalizer)
+            metrics[name]["raw_confidence"] = {
+                "confidence_auroc": raw.get("confidence_auroc"),
+                "ece": raw["reliability"]["ece"],
+            }
     return metrics, preds
+
+
+def split_metrics(
+    frames: LabeledFrames, idx: list[int], xy: np.ndarray, conf: np.ndarray, sizes: np.ndarray, nme_normalizer: str
+) -> dict:
+    """:func:`keyhead.metrics.evaluate_split` of one split's predictions, with its ``reliability`` table."""
+    norm, norm_name = normalizer(frames, idx, nme_normalizer)
+    norm_name = norm_name if norm is None else None
+    m = evaluate_split(
+        xy,
+        frames.keypoints[idx],
+        sizes,
+        frames.keypoint_names,
+        confidence=conf,
+        normalizer=norm,
+        nme_normalizer_name=norm_name,
+        auroc_threshold=AUROC_THRESHOLD,
+    )
+    rel, _ = confidence_errors(frames, idx, xy, nme_normalizer)
+    m["reliability"] = reliability_bins(conf, rel, AUROC_THRESHOLD)
+    return m
 
 
 def evaluate_run(
@@ -164,6 +197,8 @@ def evaluate_run(
         splits = load_split(run / "split.json", frames)
         out = run / "eval-flip" if flip else run
     flip_pairs = run_flip_pairs(run, model.keypoint_names, cfg.data.flip_pairs) if flip else None
+    # the run's own split, without TTA: fit the confidence calibration on val once (train.calibration)
+    fit = data is None and not flip and cfg.train.calibration != "none"
     metrics, preds = evaluate_frames(
         model,
         frames,
@@ -176,12 +211,14 @@ def evaluate_run(
         crop_margin=cfg.data.crop_margin,
         context_frames=cfg.data.context_frames,
         context_video=cfg.data.context_video if data is None else None,
+        fit_calibration_to=run / CALIBRATION_FILE if fit else None,
     )
     payload = {
         "run": str(run),
         "data": str(data or cfg.data.path),
         "keypoints": model.keypoint_names,
         "flip_tta": flip,
+        "calibration": None if model.calibration is None else {"file": CALIBRATION_FILE, **model.calibration.info},
         "splits": metrics,
     }
     out.mkdir(parents=True, exist_ok=True)

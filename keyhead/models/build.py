@@ -7,6 +7,7 @@ import os
 from keyhead.config import RunConfig, load_config
 from keyhead.errors import KeyheadError
 from keyhead.io.rundir import check_run_dir
+from keyhead.models.calibration import CALIBRATION_FILE, load_calibration
 from keyhead.models.model import KeypointModel, create_model
 from keyhead.models.weights import load_weights, trust_pickle
 
@@ -76,4 +77,5 @@ def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> 
         "from the same run",
     )
     model.use_channels_last(cfg.train.channels_last)
+    model.calibration = load_calibration(run / CALIBRATION_FILE)
     return model.eval(), cfg

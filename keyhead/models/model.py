@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from keyhead.errors import KeyheadError
+from keyhead.models.calibration import ConfidenceCalibration
 from keyhead.models.codecs import CoordCodec, HeatmapCodec
 from keyhead.models.heads.base import Head
 from keyhead.registry import BACKBONES, HEADS
@@ -38,6 +39,7 @@ class KeypointModel(nn.Module):
         self.codec = codec
         self.keypoint_names = list(keypoint_names)
         self.channels_last = False
+        self.calibration: ConfidenceCalibration | None = None  # fitted on the validation split (calibration.json)
         c = backbone.in_channels
         self.register_buffer(
             "mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, c, 1, 1), persistent=False
@@ -107,8 +109,13 @@ class KeypointModel(nn.Module):
         return out
 
     def decode(self, raw: Any, batch_groups: bool = True) -> Keypoints:
-        """The head's raw output -> keypoints; ``batch_groups=False`` keeps the graph batch-independent (export)."""
-        return self.codec.decode(raw, batch_groups=batch_groups)
+        """The head's raw output -> keypoints; ``batch_groups=False`` keeps the graph batch-independent (export).
+
+        With a ``calibration`` (:mod:`keyhead.models.calibration`) the confidences are the calibrated ones."""
+        kp = self.codec.decode(raw, batch_groups=batch_groups)
+        if self.calibration is not None:
+            kp = Keypoints(kp.xy, self.calibration(kp.confidence))
+        return kp
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor) -> Keypoints:

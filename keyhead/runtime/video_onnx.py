@@ -28,7 +28,7 @@ FOLDER = "video_onnx"
 #: bump when the layout of the graphs or of meta.json changes: older caches are then exported again
 VERSION = 1
 #: the run files a cache depends on (hashed into its fingerprint)
-SOURCES = ("config.yaml", "keypoints.txt")
+SOURCES = ("config.yaml", "keypoints.txt", "calibration.json")
 
 
 def fingerprint(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> str:

@@ -1,0 +1,136 @@
+"""Confidence calibration: a monotone map, fitted on the validation split, that makes a confidence a probability.
+
+A decoder's confidence ranks keypoints (low = likely wrong) but its value is not a probability: a heatmap peak of
+0.3 may be right 90 % of the time. After training, keyhead fits an isotonic regression (pool-adjacent-violators)
+of "this keypoint is right" (error <= 5 % of the frame's normaliser, the threshold the AUROC uses) on the
+validation split's confidences, and stores it as a piecewise-linear map on fixed knots in ``calibration.json``
+beside the weights. :class:`KeypointModel.decode` applies it, so every prediction path (images, videos, flip TTA,
+the ONNX graphs) gives calibrated confidences. The map is monotone non-decreasing, so the ranking (the AUROC) is
+kept up to ties; what changes is the expected calibration error (ECE). A JSON file holds only numbers: nothing in
+it can execute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_write
+
+CALIBRATION_FILE = "calibration.json"  # beside the weights in a run folder
+N_KNOTS = 21  # knots at 0, 0.05, ..., 1
+MIN_POINTS = 20  # fewer validation keypoints than this: no calibration (kept raw)
+
+
+def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares non-decreasing fit of ``y`` on ``x`` (pool adjacent violators).
+
+    Returns:
+        (x sorted, fitted values at those x), both float64.
+
+    Example:
+        >>> isotonic_fit(np.array([0.1, 0.2, 0.3]), np.array([1.0, 0.0, 1.0]))[1].tolist()
+        [0.5, 0.5, 1.0]
+    """
+    order = np.argsort(x, kind="stable")
+    xs, ys = np.asarray(x, np.float64)[order], np.asarray(y, np.float64)[order]
+    means: list[float] = []
+    weights: list[float] = []
+    for v in ys:
+        means.append(float(v))
+        weights.append(1.0)
+        while len(means) > 1 and means[-2] > means[-1]:
+            w = weights[-2] + weights[-1]
+            m = (means[-2] * weights[-2] + means[-1] * weights[-1]) / w
+            means[-2:], weights[-2:] = [m], [w]
+    fitted = np.repeat(means, np.asarray(weights, dtype=np.int64))
+    return xs, fitted
+
+
+class ConfidenceCalibration:
+    """A monotone piecewise-linear map of confidences on fixed knots (torch and NumPy, the same arithmetic).
+
+    Args:
+        knots: increasing positions in [0, 1], the first 0 and the last 1.
+        values: non-decreasing values in [0, 1] at the knots.
+        info: what it was fitted on (kept in ``calibration.json``).
+    """
+
+    def __init__(self, knots: np.ndarray, values: np.ndarray, info: dict | None = None) -> None:
+        self.knots = np.asarray(knots, dtype=np.float64)
+        self.values = np.asarray(values, dtype=np.float64)
+        self.info = dict(info or {})
+
+    @classmethod
+    def fit(cls, confidence: np.ndarray, correct: np.ndarray, **info) -> ConfidenceCalibration | None:
+        """Isotonic fit of ``correct`` (bool) on ``confidence``; None with fewer than ``MIN_POINTS`` finite pairs or
+        when every keypoint is right (or every one wrong): nothing to calibrate against."""
+        c, ok = np.asarray(confidence, np.float64).ravel(), np.asarray(correct, bool).ravel()
+        keep = np.isfinite(c)
+        c, ok = np.clip(c[keep], 0.0, 1.0), ok[keep]
+        if c.size < MIN_POINTS or ok.all() or not ok.any():
+            return None
+        xs, fitted = isotonic_fit(c, ok.astype(np.float64))
+        knots = np.linspace(0.0, 1.0, N_KNOTS)
+        # one value per distinct confidence (the mean over ties), linear between them, ends held flat
+        unique, inverse = np.unique(xs, return_inverse=True)
+        per_x = np.bincount(inverse, weights=fitted) / np.bincount(inverse)
+        values = np.interp(knots, unique, per_x)
+        return cls(knots, np.clip(np.maximum.accumulate(values), 0.0, 1.0), {**info, "n_points": int(c.size)})
+
+    def numpy(self, confidence: np.ndarray) -> np.ndarray:
+        c = np.asarray(confidence, dtype=np.float64)
+        out = np.interp(np.clip(c, 0.0, 1.0), self.knots, self.values)
+        return np.where(np.isfinite(c), out, c).astype(np.asarray(confidence).dtype, copy=False)
+
+    def __call__(self, confidence: torch.Tensor) -> torch.Tensor:
+        """The same map in torch, as a sum of clamped ramps (elementwise ops only: exports to ONNX)."""
+        k = torch.as_tensor(self.knots, dtype=confidence.dtype, device=confidence.device)
+        v = torch.as_tensor(self.values, dtype=confidence.dtype, device=confidence.device)
+        slopes = (v[1:] - v[:-1]) / (k[1:] - k[:-1])
+        c = confidence.clamp(0.0, 1.0).unsqueeze(-1)
+        ramps = torch.minimum(torch.clamp(c - k[:-1], min=0.0), k[1:] - k[:-1])
+        return v[0] + (ramps * slopes).sum(-1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        payload = {"method": "isotonic", "knots": self.knots.tolist(), "values": self.values.tolist(), **self.info}
+        with atomic_write(path) as f:
+            json.dump(payload, f, indent=1)
+
+
+def load_calibration(path: str | os.PathLike) -> ConfidenceCalibration | None:
+    """Read ``calibration.json`` (None if absent); a clear error if it is not a valid monotone map."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        payload = json.loads(p.read_text(encoding="utf-8"))
+        knots = np.asarray(payload["knots"], dtype=np.float64)
+        values = np.asarray(payload["values"], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise KeyheadError(f"{p}: not a calibration map (knots, values); delete it and run keyhead evaluate") from None
+    ok = (
+        knots.ndim == 1
+        and knots.shape == values.shape
+        and knots.size >= 2
+        and np.isfinite(knots).all()
+        and np.isfinite(values).all()
+        and (np.diff(knots) > 0).all()
+        and (np.diff(values) >= 0).all()
+        and knots[0] == 0.0
+        and knots[-1] == 1.0
+        and values.min() >= 0.0
+        and values.max() <= 1.0
+    )
+    if not ok:
+        raise KeyheadError(
+            f"{p}: knots must rise from 0 to 1 and values must be non-decreasing in [0, 1]; delete it and run "
+            "keyhead evaluate RUN to fit it again"
+        )
+    info = {k: v for k, v in payload.items() if k not in ("knots", "values")}
+    return ConfidenceCalibration(knots, values, info)

@@ -1,0 +1,101 @@
+"""Confidence calibration: the isotonic fit, the map in torch and NumPy, and the real path (train -> evaluate ->
+calibration.json -> every prediction calibrated)."""
+
+from __future__ import annotations
+
+import json
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from keyhead.errors import KeyheadError
+from keyhead.metrics import reliability_bins
+from keyhead.models.calibration import ConfidenceCalibration, isotonic_fit, load_calibration
+
+
+def _brute_isotonic(y: np.ndarray) -> np.ndarray:
+    """Least-squares non-decreasing fit by brute force over the block structure (small n): the reference."""
+    n = len(y)
+    best, best_cost = None, np.inf
+    for mask in range(1 << (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        fit = np.concatenate([np.full(b - a, y[a:b].mean()) for a, b in pairwise(cuts)])
+        if np.all(np.diff(fit) >= -1e-12):
+            cost = ((fit - y) ** 2).sum()
+            if cost < best_cost - 1e-12:
+                best, best_cost = fit, cost
+    return best
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_isotonic_fit_is_the_least_squares_monotone_fit(seed: int):
+    rng = np.random.default_rng(seed)
+    x = rng.random(9)
+    y = (rng.random(9) < x).astype(float)
+    xs, fitted = isotonic_fit(x, y)
+    assert np.all(np.diff(xs) >= 0) and np.all(np.diff(fitted) >= 0)
+    np.testing.assert_allclose(fitted, _brute_isotonic(y[np.argsort(x, kind="stable")]), atol=1e-12)
+
+
+def test_calibration_makes_overconfident_scores_honest_and_keeps_the_ranking():
+    rng = np.random.default_rng(0)
+    truth = rng.random(4000)  # the real probability of being right
+    conf = truth**0.25  # an over-confident score: 0.84 where the truth is 0.5
+    right = rng.random(4000) < truth
+    err = np.where(right, 0.0, 1.0)
+    cal = ConfidenceCalibration.fit(conf[:2000], right[:2000])
+    raw_ece = reliability_bins(conf[2000:], err[2000:], 0.5)["ece"]
+    cal_ece = reliability_bins(cal.numpy(conf[2000:]), err[2000:], 0.5)["ece"]
+    assert raw_ece > 0.2 and cal_ece < 0.05, (raw_ece, cal_ece)
+    mapped = cal.numpy(np.sort(conf))
+    assert np.all(np.diff(mapped) >= 0)  # monotone: the AUROC's ranking kept (up to ties)
+    # torch (the model's decode, ONNX-exportable ops) and NumPy give the same map
+    c = torch.linspace(0, 1, 101)
+    np.testing.assert_allclose(cal(c).numpy(), cal.numpy(c.numpy()), atol=1e-6)
+
+
+def test_nothing_to_calibrate_against_gives_none():
+    assert ConfidenceCalibration.fit(np.linspace(0, 1, 50), np.ones(50, bool)) is None
+    assert ConfidenceCalibration.fit(np.linspace(0, 1, 5), np.array([0, 1, 0, 1, 1], bool)) is None  # too few
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"knots": [0, 1], "values": [0.9, 0.1]},  # decreasing
+        {"knots": [0, 0.5], "values": [0.1, 0.2]},  # does not reach 1
+        {"knots": [0, 1], "values": [0.1]},  # lengths differ
+        {"values": [0.1, 0.2]},  # no knots
+        {"knots": [0, 1], "values": [0.1, 2.0]},  # not a probability
+    ],
+)
+def test_a_bad_calibration_file_is_a_clear_error(tmp_path: Path, payload: dict):
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(KeyheadError, match="calibration.json"):
+        load_calibration(path)
+
+
+def test_training_fits_it_on_val_and_every_prediction_uses_it(run_dir: Path):
+    """The real path: `keyhead train` wrote calibration.json from the val split; metrics.json reports calibrated
+    and raw confidence figures; load_run applies the same map the evaluation applied."""
+    from keyhead.models.build import load_run
+
+    path = run_dir / "calibration.json"
+    assert path.is_file()
+    cal = load_calibration(path)
+    assert cal.info["fitted_on"] == "val" and cal.info["n_points"] > 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["calibration"]["fitted_on"] == "val"
+    for split in metrics["splits"].values():
+        assert set(split["raw_confidence"]) == {"confidence_auroc", "ece"}
+    model, _ = load_run(run_dir)
+    assert model.calibration is not None
+    x = torch.rand(2, model.backbone.in_channels, *model.input_size)
+    calibrated = model.predict(x).confidence
+    model.calibration = None
+    raw = model.predict(x).confidence
+    np.testing.assert_allclose(calibrated.numpy(), cal.numpy(raw.numpy()), atol=1e-5)
