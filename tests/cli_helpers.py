@@ -9,6 +9,15 @@ import pytest
 from keyhead.cli import main
 
 SIZE = 64
+# The smallest training settings, as key=value overrides: tiny backbone, 64x64, one epoch, no augmentation.
+TINY_SETTINGS = (
+    "model.backbone=tiny",
+    "model.pretrained=false",
+    f"data.input_size=[{SIZE},{SIZE}]",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "augment.enabled=false",
+)
 
 
 def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:

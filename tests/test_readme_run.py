@@ -24,18 +24,10 @@ from pathlib import Path
 import pytest
 
 from keyhead.cli import main
-from tests.cli_helpers import SIZE
+from tests.cli_helpers import SIZE, TINY_SETTINGS
 from tests.test_readme import README, readme_commands
 
-TINY_TRAIN = (
-    "model.backbone=tiny",
-    "model.pretrained=false",
-    f"data.input_size=[{SIZE},{SIZE}]",
-    "train.epochs=1",
-    "train.batch_size=4",
-    "augment.enabled=false",
-    "--no-progress",
-)
+TINY_TRAIN = (*TINY_SETTINGS, "--no-progress")
 QUICK_VIDEO = ("--max-frames", "5", "--no-progress")
 
 Check = Callable[[Path, str], None]  # (sandbox, stdout) -> None; asserts what the command wrote

@@ -10,7 +10,7 @@ import pytest
 
 from keyhead.crossval import fold_splits
 from keyhead.errors import KeyheadError
-from tests.cli_helpers import SIZE, assert_user_error, cli
+from tests.cli_helpers import TINY_SETTINGS, assert_user_error, cli
 
 
 @pytest.mark.parametrize("n,k", [(16, 3), (10, 10), (7, 2)])
@@ -37,15 +37,7 @@ def test_bad_fold_counts_are_refused():
 
 def test_cv_from_the_cli_trains_k_runs_and_summarises_them(synth: Path, tmp_path: Path, capsys):
     out = tmp_path / "cv"
-    sets = [
-        f"data.path={synth}",
-        "model.backbone=tiny",
-        "model.pretrained=false",
-        f"data.input_size=[{SIZE},{SIZE}]",
-        "train.epochs=1",
-        "train.batch_size=4",
-        "augment.enabled=false",
-    ]
+    sets = [f"data.path={synth}", *TINY_SETTINGS]
     args = ["evaluate", "demo", "--cv", "3", "--out", out, "--no-progress"]
     for s in sets:
         args += ["--set", s]
