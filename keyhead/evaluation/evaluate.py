@@ -102,7 +102,9 @@ def evaluate_frames(
     cache = cache or ImageCache(frames, model.backbone.in_channels)
     preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     sizes: dict[str, np.ndarray] = {}
-    cal, model.calibration = model.calibration, None
+    cal = getattr(model, "calibration", None)  # predict raw; the map is applied below, to the metrics too
+    if cal is not None:
+        model.calibration = None
     for name, idx in splits.items():
         if not idx:
             continue
@@ -130,7 +132,8 @@ def evaluate_frames(
         )
         if cal is not None:
             cal.save(fit_calibration_to)
-    model.calibration = cal
+    if hasattr(model, "calibration"):
+        model.calibration = cal
     if cal is not None:
         for name, (xy, conf) in list(preds.items()):
             raw = metrics[name]
