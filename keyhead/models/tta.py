@@ -62,7 +62,8 @@ def flip_predict(model: torch.nn.Module, images: torch.Tensor, flip_pairs: Seque
 
     Returns:
         Keypoints: xy (B, K, 2) in input pixels, the mean of the direct and the un-flipped prediction;
-        confidence (B, K) their mean.
+        confidence (B, K) their mean (of the raw confidences, then the model's calibration if it has one: the
+        order evaluation uses).
 
     Example:
         >>> from keyhead.models.model import create_model
@@ -70,9 +71,17 @@ def flip_predict(model: torch.nn.Module, images: torch.Tensor, flip_pairs: Seque
         >>> flip_predict(m, torch.rand(1, 3, 64, 64), [(0, 1)]).xy.shape
         torch.Size([1, 2, 2])
     """
-    direct = model.predict(images)
-    mirrored = model.predict(torch.flip(images, dims=(-1,)))
-    return average_keypoints(direct, unflip_keypoints(mirrored, images.shape[-1], flip_pairs))
+    cal = getattr(model, "calibration", None)
+    if cal is not None:
+        model.calibration = None
+    try:
+        direct = model.predict(images)
+        mirrored = model.predict(torch.flip(images, dims=(-1,)))
+    finally:
+        if cal is not None:
+            model.calibration = cal
+    kp = average_keypoints(direct, unflip_keypoints(mirrored, images.shape[-1], flip_pairs))
+    return kp if cal is None else Keypoints(kp.xy, cal(kp.confidence))
 
 
 def save_flip_pairs(run_dir: str | os.PathLike, names: Sequence[str], flip_pairs: Sequence[tuple[int, int]]) -> None:

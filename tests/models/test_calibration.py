@@ -99,3 +99,18 @@ def test_training_fits_it_on_val_and_every_prediction_uses_it(run_dir: Path):
     model.calibration = None
     raw = model.predict(x).confidence
     np.testing.assert_allclose(calibrated.numpy(), cal.numpy(raw.numpy()), atol=1e-5)
+
+
+def test_flip_tta_calibrates_the_averaged_raw_confidence_as_evaluation_does():
+    from keyhead.models.model import create_model
+    from keyhead.models.tta import flip_predict
+
+    torch.manual_seed(0)
+    model = create_model(num_keypoints=2, backbone="tiny", input_size=(64, 64)).eval()
+    x = torch.rand(2, 3, 64, 64)
+    raw = flip_predict(model, x, [(0, 1)])
+    model.calibration = ConfidenceCalibration(np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.2, 1.0]))
+    calibrated = flip_predict(model, x, [(0, 1)])
+    assert model.calibration is not None  # put back
+    torch.testing.assert_close(calibrated.xy, raw.xy)
+    torch.testing.assert_close(calibrated.confidence, model.calibration(raw.confidence))
