@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from keyhead.compare import resolve_config, train_or_resume
-from keyhead.config import RunConfig, apply_overrides, load_config
+from keyhead.config import RunConfig, apply_overrides, load_config, template_dir
 from keyhead.data.dataset import save_split
 from keyhead.data.prepare import prepare_data
 from keyhead.errors import KeyheadError
@@ -116,9 +116,12 @@ def cross_validate(
         source = cfg.name
     else:
         path = Path(config)
-        path = path / "config.yaml" if path.is_dir() else resolve_config(config)
-        if not path.is_file():
+        if (path / "config.yaml").is_file():  # a run folder
+            path = path / "config.yaml"
+        elif path.is_dir() and not (template_dir() / f"{path.name}.yaml").is_file():
             raise KeyheadError(f"{config}: no config.yaml in this folder; pass a run folder, a config or a template")
+        else:  # a config file, or a template (also when a folder of that name, e.g. demo/, is in the way)
+            path = resolve_config(path.name if path.is_dir() else config)
         cfg = load_config(path, overrides or [])
         source = str(path)
     folder = Path(out) if out is not None else Path(cfg.output_dir) / f"{cfg.name}-cv{k}"

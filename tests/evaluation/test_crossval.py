@@ -35,7 +35,10 @@ def test_bad_fold_counts_are_refused():
         fold_splits(10, 11, 0.1, 0)
 
 
-def test_cv_from_the_cli_trains_k_runs_and_summarises_them(synth: Path, tmp_path: Path, capsys):
+def test_cv_from_the_cli_trains_k_runs_and_summarises_them(synth: Path, tmp_path: Path, capsys, monkeypatch):
+    # `make demo` leaves a demo/ folder (no config.yaml) where users type commands: the template name still wins
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo" / "data").mkdir(parents=True)
     out = tmp_path / "cv"
     sets = [f"data.path={synth}", *TINY_SETTINGS]
     args = ["evaluate", "demo", "--cv", "3", "--out", out, "--no-progress"]
@@ -66,6 +69,12 @@ def test_cv_from_the_cli_trains_k_runs_and_summarises_them(synth: Path, tmp_path
     code, stdout, err = cli(capsys, *args)
     assert code == 0 and stdout.count("skipped (finished)") == 3
     assert json.loads((out / "cv.json").read_text())["summary"] == payload["summary"]
+
+
+def test_a_folder_that_is_neither_a_run_nor_a_template_is_refused(tmp_path: Path, capsys):
+    (tmp_path / "notarun").mkdir()
+    code, _, err = cli(capsys, "evaluate", tmp_path / "notarun", "--cv", "3")
+    assert_user_error(code, err, "notarun", "config.yaml")
 
 
 def test_cv_options_without_cv_are_refused(run_dir: Path, capsys):
