@@ -114,3 +114,25 @@ def test_flip_tta_calibrates_the_averaged_raw_confidence_as_evaluation_does():
     assert model.calibration is not None  # put back
     torch.testing.assert_close(calibrated.xy, raw.xy)
     torch.testing.assert_close(calibrated.confidence, model.calibration(raw.confidence))
+
+
+def test_the_onnx_graph_carries_the_calibration(tmp_path: Path):
+    import onnxruntime as ort
+
+    from keyhead.export.onnx import ExportedKeypointModel, export_graph
+    from keyhead.models.model import create_model
+
+    torch.manual_seed(0)
+    model = create_model(num_keypoints=3, backbone="tiny", input_size=(64, 64)).eval()
+    model.calibration = ConfidenceCalibration(np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.2, 1.0]))
+    wrapper = ExportedKeypointModel(model)
+    x = torch.rand(2, 3, 64, 64)
+    export_graph(wrapper, x, tmp_path / "m.onnx", "image", ["xy", "confidence"], 18, "test model")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    _, conf = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        calibrated = wrapper(x)[1]
+        model.calibration = None
+        raw = wrapper(x)[1]
+    np.testing.assert_allclose(conf, calibrated.numpy(), atol=1e-6)
+    assert (raw - calibrated).abs().max() > 1e-3  # the map did something
