@@ -51,6 +51,7 @@ def _create_model(cfg: RunConfig, keypoint_names: list[str], pretrained: bool | 
         head_kwargs=m.head_kwargs,
         decoder_kwargs=m.decoder_kwargs,
         backbone_kwargs=m.backbone_kwargs,
+        centroids=m.centroids,
     )
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from keyhead.errors import KeyheadError
 from keyhead.models.calibration import ConfidenceCalibration
-from keyhead.models.codecs import CoordCodec, HeatmapCodec
+from keyhead.models.codecs import CentroidCodec, CoordCodec, HeatmapCodec
 from keyhead.models.heads.base import Head
 from keyhead.registry import BACKBONES, HEADS
 from keyhead.types import Keypoints
@@ -144,6 +144,7 @@ def create_model(
     decoder_kwargs: dict[str, Any] | None = None,
     keypoint_names: list[str] | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
+    centroids: int | None = None,
 ) -> KeypointModel:
     """Build a keypoint model from registered parts.
 
@@ -151,6 +152,8 @@ def create_model(
     width) receive the model's (H, W); ``backbone_kwargs`` / ``head_kwargs`` go to their constructors.
     ``decoder=None`` takes the head's suggestion (``head.default_decoder`` / ``default_decoder_kwargs``, e.g.
     ``fomm_kp``: soft_argmax at the head's temperature), else ``subpixel_maxima``; a named decoder always wins.
+    ``centroids=M`` makes an instance-centre model (top-down stage 1): a heatmap head with ONE output map whose M
+    strongest peaks are the M keypoints (:class:`~keyhead.models.codecs.CentroidCodec`).
 
     Example:
         >>> m = create_model(num_keypoints=4, backbone="tiny", input_size=(64, 64))
@@ -182,8 +185,10 @@ def create_model(
         kwargs.setdefault("input_size", tuple(input_size))
     if head_cls.output_kind == "heatmap":
         kwargs.setdefault("downsample_factor", downsample_factor)
+    if centroids is not None and head_cls.output_kind != "heatmap":
+        raise KeyheadError(f"model.centroids needs a heatmap head; head {head!r} outputs {head_cls.output_kind}")
     try:
-        head_mod = head_cls(bb.feature_info, k, **kwargs)
+        head_mod = head_cls(bb.feature_info, 1 if centroids is not None else k, **kwargs)
     except TypeError as exc:
         raise KeyheadError(f"model.head_kwargs for head {head!r}: {exc}") from None
     spec = loss_spec(loss)
@@ -195,8 +200,12 @@ def create_model(
     if decoder is None:
         decoder = head_mod.default_decoder
         decoder_kwargs = {**head_mod.default_decoder_kwargs, **(decoder_kwargs or {})}
-    if head_cls.output_kind == "heatmap":
-        codec: HeatmapCodec | CoordCodec = HeatmapCodec(
+    if centroids is not None:
+        codec: HeatmapCodec | CoordCodec = CentroidCodec(
+            input_size, head_mod.stride, centroids, sigma, spec.activation, offset=head_mod.cell_offset
+        )
+    elif head_cls.output_kind == "heatmap":
+        codec = HeatmapCodec(
             input_size,
             head_mod.stride,
             sigma,
