@@ -174,3 +174,11 @@ def test_bad_frames():
         tracker.update(np.zeros((2, 3, 2)), np.ones(3))
     with pytest.raises(KeyheadError, match="frames"):
         track_sequence([np.zeros((1, 3, 2))], [np.ones(1)] * 2)
+
+
+def test_seed_restores_identities_for_a_resumed_video() -> None:
+    tracker = Tracker(max_tracks=3, max_cost=50.0)
+    a, b = np.zeros((1, 2)), np.full((1, 2), 80.0)
+    tracker.seed(np.stack([a, b]), np.array([2, 0]))  # the last written frame: a was identity 2, b identity 0
+    assert tracker.update(np.stack([b + 1, a + 1]), np.array([0.9, 0.8])).tolist() == [0, 2]
+    assert tracker.update(np.full((1, 1, 2), 300.0)).tolist() == [1]  # the free identity
