@@ -261,9 +261,14 @@ def recorded_sizes(run_dir: str | os.PathLike) -> dict:
 
 
 def load_split(path: str | os.PathLike, frames: LabeledFrames) -> dict[str, list[int]]:
-    """Read a saved split and map its image paths back to indices of ``frames``."""
+    """Read a saved split and map its image paths back to indices of ``frames``.
+
+    An image with several rows (one per animal: COCO's people, top-down crops) puts all of them in its split, so
+    no animal of a test image is trained on."""
     payload = read_split_file(path)
-    lookup = {p: i for i, p in enumerate(frames.image_paths)}
+    lookup: dict[str, list[int]] = {}
+    for i, p in enumerate(frames.image_paths):
+        lookup.setdefault(p, []).append(i)
     split: dict[str, list[int]] = {}
     for name, paths in payload.items():
         if name == "image_sizes":  # recorded image sizes, checked by keyhead.data.checks.check_recorded_sizes
@@ -276,5 +281,5 @@ def load_split(path: str | os.PathLike, frames: LabeledFrames) -> dict[str, list
                 f"{path}: {len(missing)} images of split {name!r} are not in the labels (first: {missing[0]}); "
                 "the data changed since the run was made"
             )
-        split[name] = [lookup[p] for p in paths]
+        split[name] = [i for p in dict.fromkeys(paths) for i in lookup[p]]
     return split

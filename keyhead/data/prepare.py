@@ -88,9 +88,17 @@ def prepare_data(cfg: RunConfig) -> tuple[LabeledFrames, list[tuple[int, int]]]:
 
 
 def initial_split(cfg: RunConfig, frames: LabeledFrames) -> dict[str, list[int]]:
-    """The split of a new run: ``data.split_file`` when given (the same split for several runs), else random."""
+    """The split of a new run: ``data.split_file`` when given (the same split for several runs), else random.
+
+    The random split draws images, not rows: every row of an image with several subjects (COCO people) lands in
+    the image's split, so no test subject shares its picture with a training one."""
     if not cfg.data.split_file:
-        return make_split(len(frames), cfg.data.split, cfg.data.split_seed)
+        images = list(dict.fromkeys(frames.image_paths))
+        if len(images) == len(frames):
+            return make_split(len(frames), cfg.data.split, cfg.data.split_seed)
+        by_image = make_split(len(images), cfg.data.split, cfg.data.split_seed)
+        where = {images[k]: name for name, ks in by_image.items() for k in ks}
+        return {name: [i for i, p in enumerate(frames.image_paths) if where[p] == name] for name in by_image}
     if not Path(cfg.data.split_file).is_file():
         raise KeyheadError(f"data.split_file={cfg.data.split_file!r} does not exist; pass a split.json of a run")
     split = load_split(cfg.data.split_file, frames)

@@ -85,3 +85,18 @@ def test_split_deterministic_and_saved(tmp_path):
     assert load_split(tmp_path / "split.json", frames) == s1
     with pytest.raises(KeyheadError, match="no labelled frames"):
         make_split(0, (0.8, 0.1, 0.1), 0)
+
+
+def test_split_keeps_every_subject_of_an_image_together(tmp_path) -> None:
+    """Rows sharing an image (COCO people, top-down crops) share a split, also after a round trip through split.json."""
+    from keyhead.config import RunConfig
+    from keyhead.data.prepare import initial_split
+
+    paths = [f"img{i // 2}.png" for i in range(40)]  # 20 images, 2 subjects each
+    frames = LabeledFrames(tmp_path, paths, np.zeros((40, 1, 2), np.float32), ["a"])
+    split = initial_split(RunConfig(), frames)
+    owner = {p: name for name, idx in split.items() for i in idx for p in [paths[i]]}
+    assert all(owner[paths[i]] == name for name, idx in split.items() for i in idx)
+    assert sorted(i for idx in split.values() for i in idx) == list(range(40))
+    save_split(split, frames, tmp_path / "split.json")
+    assert load_split(tmp_path / "split.json", frames) == split
