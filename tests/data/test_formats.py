@@ -144,7 +144,7 @@ BAD_CSVS = {
     "windows-absolute": (HEADER + "C:\\data\\a.png,1,2,3,4\n", "outside the root folder"),
     "multi-animal": (
         "scorer,me,me\nindividuals,mouse1,mouse1\nbodyparts,nose,nose\ncoords,x,y\na.png,1,2\n",
-        "multi-animal .* not supported yet",
+        "multi-animal labels .*: read them with load_instances",
     ),
     "bad-header": ("a,b\n1,2\n3,4\n", "'scorer', 'bodyparts', 'coords'"),
     "missing-y": ("scorer,me,me\nbodyparts,nose,tail\ncoords,x,x\na.png,1,2\n", "'nose' has no y column"),

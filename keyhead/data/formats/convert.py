@@ -1,4 +1,4 @@
-"""``keyhead convert``: labels between DeepLabCut (CSV / HDF5 tables and projects), Lightning Pose, COCO and 300-W.
+"""``keyhead convert``: labels between DeepLabCut (CSV / HDF5 tables and projects), Lightning Pose, COCO, SLEAP, 300-W.
 
 Keypoint names, the skeleton and missing points travel with the labels: NaN in keyhead is an empty cell in
 DeepLabCut / Lightning Pose tables and ``v=0`` in COCO; ``.pts`` files cannot hold a missing point, so frames
@@ -9,7 +9,13 @@ Images: every written path is relative to the output's own root folder (the CSV'
 folder). When the output lives in the labels' root folder the images are referenced where they are; otherwise
 they are copied under the output's folder with the same relative paths (DeepLabCut projects and ``.pts`` folders
 need their images in a fixed place: ``labeled-data/<video>/`` and beside each ``.pts`` file), so the converted
-labels are self-contained and the source is never modified.
+labels are self-contained and the source is never modified. A SLEAP ``.slp`` references its frames where they are:
+the video (labels read from a ``.slp``) or the image files.
+
+Multi-animal labels (an ``individuals`` header row, a multi-animal DeepLabCut project, a ``.slp``, a COCO file with
+several subjects in an image) convert as ``InstanceFrames`` to dlc-csv / dlc-h5 (multi-animal tables and projects),
+lp-csv, coco and slp, keeping identities (DeepLabCut individuals, SLEAP tracks, COCO ``track_id``); ``.pts`` holds
+one subject per image and refuses them.
 """
 
 from __future__ import annotations
@@ -18,26 +24,41 @@ import datetime
 import logging
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from keyhead.data.formats import load_labels, write_coco, write_dlc_csv, write_pts
+from keyhead.data.formats import (
+    is_multi_instance,
+    load_instances,
+    load_labels,
+    write_coco,
+    write_coco_instances,
+    write_dlc_csv,
+    write_dlc_multi_csv,
+    write_dlc_multi_h5,
+    write_pts,
+    write_slp,
+)
+from keyhead.data.formats.dlc_multi import identity_blocks, write_h5_table
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path, atomic_write
 from keyhead.io.structured import read_yaml
-from keyhead.types import LabeledFrames
+from keyhead.types import InstanceFrames, LabeledFrames
 
 log = logging.getLogger("keyhead")
 
-FORMATS = ("dlc-csv", "dlc-h5", "lp-csv", "coco", "pts")
-_BY_SUFFIX = {".csv": "dlc-csv", ".h5": "dlc-h5", ".hdf5": "dlc-h5", ".json": "coco"}
+FORMATS = ("dlc-csv", "dlc-h5", "lp-csv", "coco", "pts", "slp")
+_BY_SUFFIX = {".csv": "dlc-csv", ".h5": "dlc-h5", ".hdf5": "dlc-h5", ".json": "coco", ".slp": "slp"}
+Frames = LabeledFrames | InstanceFrames
 META_FILE = "keyhead_synth.yaml"  # skeleton and left/right pairs beside a Lightning Pose CollectedData.csv
 
 
 def target_format(out: Path, to: str | None) -> str:
-    """The format to write: ``to`` when given, else guessed from OUT's suffix (.csv, .h5, .json)."""
+    """The format to write: ``to`` when given, else guessed from OUT's suffix (.csv, .h5, .json, .slp)."""
     if to is not None:
         if to not in FORMATS:
             raise KeyheadError(f"--to {to!r}: choose one of {', '.join(FORMATS)}")
@@ -64,7 +85,9 @@ def source_scorer(src: Path) -> str | None:
     return None
 
 
-def _one_subject_per_image(frames: LabeledFrames, fmt: str) -> None:
+def _one_subject_per_image(frames: Frames, fmt: str) -> None:
+    if isinstance(frames, InstanceFrames):
+        return  # one row per image, its subjects side by side
     seen: dict[str, int] = {}
     for i, p in enumerate(frames.image_paths):
         if p in seen:
@@ -75,7 +98,7 @@ def _one_subject_per_image(frames: LabeledFrames, fmt: str) -> None:
         seen[p] = i
 
 
-def _copy_images(frames: LabeledFrames, dest_root: Path, new_paths: list[str]) -> None:
+def _copy_images(frames: Frames, dest_root: Path, new_paths: list[str]) -> None:
     """Copy each image to ``dest_root / new_path`` unless it is that very file already (atomically, no overwrite)."""
     missing = []
     for old, new in dict(zip(frames.image_paths, new_paths, strict=True)).items():
@@ -95,26 +118,14 @@ def _inside(folder: Path, root: Path) -> bool:
     return folder.resolve() == root.resolve()
 
 
-def _with_paths(frames: LabeledFrames, root: Path, paths: list[str]) -> LabeledFrames:
-    return LabeledFrames(
-        root=root,
-        image_paths=paths,
-        keypoints=frames.keypoints,
-        keypoint_names=frames.keypoint_names,
-        visibility=frames.visibility,
-        boxes=frames.boxes,
-        skeleton=list(frames.skeleton),
-        flip_pairs=list(frames.flip_pairs),
-        source=frames.source,
-    )
-
-
-def _relocated(frames: LabeledFrames, root: Path, paths: list[str] | None = None) -> LabeledFrames:
+def _relocated(frames: Frames, root: Path, paths: list[str] | None = None) -> Frames:
     """The frames as seen from ``root``: images referenced in place if ``root`` is their root, else copied there."""
     paths = list(frames.image_paths) if paths is None else paths
     if paths != frames.image_paths or not _inside(root, frames.root):
         _copy_images(frames, root, paths)
-    return _with_paths(frames, root, paths)
+    return replace(
+        frames, root=root, image_paths=paths, skeleton=list(frames.skeleton), flip_pairs=list(frames.flip_pairs)
+    )
 
 
 def dlc_image_paths(paths: list[str]) -> list[str]:
@@ -140,16 +151,21 @@ def write_dlc_h5(frames: LabeledFrames, path: str | os.PathLike, scorer: str = "
         [[scorer], frames.keypoint_names, ["x", "y"]], names=["scorer", "bodyparts", "coords"]
     )
     data = frames.keypoints.astype(np.float64).reshape(len(frames), -1)
-    table = pd.DataFrame(data, index=pd.Index(frames.image_paths, dtype=object), columns=columns)
-    with atomic_path(path) as tmp:
-        table.to_hdf(tmp, key="df_with_missing", mode="w", format="table")
-    return Path(path)
+    return write_h5_table(pd.DataFrame(data, index=pd.Index(frames.image_paths, dtype=object), columns=columns), path)
 
 
-def write_dlc_project(frames: LabeledFrames, folder: Path, scorer: str, h5: bool) -> Path:
-    """A single-animal DeepLabCut project: ``config.yaml`` + ``labeled-data/<video>/CollectedData_<scorer>.csv``.
+def _table_writers(frames: Frames) -> tuple[Callable[..., Path], Callable[..., Path]]:
+    """The (CSV, HDF5) DeepLabCut table writers for single- or multi-animal frames."""
+    if isinstance(frames, InstanceFrames):
+        return write_dlc_multi_csv, write_dlc_multi_h5
+    return write_dlc_csv, write_dlc_h5
 
-    With ``h5`` the ``.h5`` table is written beside each CSV, as DeepLabCut itself does.
+
+def write_dlc_project(frames: Frames, folder: Path, scorer: str, h5: bool) -> Path:
+    """A DeepLabCut project: ``config.yaml`` + ``labeled-data/<video>/CollectedData_<scorer>.csv``.
+
+    Multi-animal frames make a multi-animal project (``multianimalproject: true``, ``individuals``,
+    ``multianimalbodyparts``). With ``h5`` the ``.h5`` table is written beside each CSV, as DeepLabCut itself does.
     """
     _one_subject_per_image(frames, "a DeepLabCut project")
     folder.mkdir(parents=True, exist_ok=True)
@@ -157,20 +173,22 @@ def write_dlc_project(frames: LabeledFrames, folder: Path, scorer: str, h5: bool
     videos: dict[str, list[int]] = {}
     for i, p in enumerate(placed.image_paths):
         videos.setdefault(p.split("/")[1], []).append(i)
+    write_csv, write_h5 = _table_writers(frames)
     for video, idx in videos.items():
         part = placed.subset(idx)
         table = folder / "labeled-data" / video / f"CollectedData_{scorer}.csv"
-        write_dlc_csv(part, table, scorer=scorer)
+        write_csv(part, table, scorer=scorer)
         if h5:
-            write_dlc_h5(part, table.with_suffix(".h5"), scorer=scorer)
+            write_h5(part, table.with_suffix(".h5"), scorer=scorer)
+    multi = isinstance(frames, InstanceFrames)
     config = {
         "Task": folder.name,
         "scorer": scorer,
         "date": datetime.date.today().strftime("%b%d"),
-        "multianimalproject": False,
+        "multianimalproject": multi,
         "project_path": str(folder.resolve()),
         "video_sets": {},
-        "bodyparts": list(frames.keypoint_names),
+        **(_multi_config(frames) if multi else {"bodyparts": list(frames.keypoint_names)}),
         "skeleton": [[a, b] for a, b in frames.skeleton],
         "skeleton_color": "black",
         "pcutoff": 0.6,
@@ -189,12 +207,22 @@ def write_dlc_project(frames: LabeledFrames, folder: Path, scorer: str, h5: bool
     return folder
 
 
-def write_lightning_pose(frames: LabeledFrames, out: Path, scorer: str) -> Path:
+def _multi_config(frames: InstanceFrames) -> dict:
+    """The config.yaml entries of a multi-animal DeepLabCut project (its table's individuals, in the same order)."""
+    return {
+        "individuals": identity_blocks(frames)[0],
+        "uniquebodyparts": [],
+        "multianimalbodyparts": list(frames.keypoint_names),
+        "bodyparts": "MULTI!",
+    }
+
+
+def write_lightning_pose(frames: Frames, out: Path, scorer: str) -> Path:
     """A Lightning Pose folder: ``CollectedData.csv`` (paths relative to it), the skeleton in ``keyhead_synth.yaml``."""
     _one_subject_per_image(frames, "a Lightning Pose table")
     folder, csv_path = (out.parent, out) if out.suffix.lower() == ".csv" else (out, out / "CollectedData.csv")
     placed = _relocated(frames, folder)
-    write_dlc_csv(placed, csv_path, scorer=scorer)
+    _table_writers(frames)[0](placed, csv_path, scorer=scorer)
     meta = {
         "generator": "keyhead convert",
         "version": 1,
@@ -208,8 +236,13 @@ def write_lightning_pose(frames: LabeledFrames, out: Path, scorer: str) -> Path:
     return csv_path
 
 
-def write_pts_folder(frames: LabeledFrames, folder: Path) -> Path:
+def write_pts_folder(frames: Frames, folder: Path) -> Path:
     """One ``.pts`` per frame beside its image (copied into ``folder`` unless it already is the labels' root)."""
+    if isinstance(frames, InstanceFrames):
+        raise KeyheadError(
+            f"{frames.source}: multi-animal labels; a .pts file holds one subject per image: convert to coco, "
+            "dlc-csv or slp instead"
+        )
     _one_subject_per_image(frames, "a .pts folder")
     missing = np.isnan(frames.keypoints).any(axis=(1, 2))
     if missing.any():
@@ -224,14 +257,14 @@ def write_pts_folder(frames: LabeledFrames, folder: Path) -> Path:
     return folder
 
 
-def write_labels(frames: LabeledFrames, out: str | os.PathLike, to: str | None = None, scorer: str = "keyhead") -> Path:
-    """Write frames in a label format (see the module docstring for where images go).
+def write_labels(frames: Frames, out: str | os.PathLike, to: str | None = None, scorer: str = "keyhead") -> Path:
+    """Write frames (one subject per frame, or ``InstanceFrames``) in a label format (see the module docstring).
 
     Args:
         frames: the labels.
-        out: a ``.csv`` / ``.h5`` table, a ``.json`` COCO file, or a folder (DeepLabCut project for ``dlc-csv`` /
-            ``dlc-h5``, Lightning Pose folder for ``lp-csv``, ``.pts`` folder for ``pts``).
-        to: ``dlc-csv``, ``dlc-h5``, ``lp-csv``, ``coco`` or ``pts`` (default: from OUT's suffix).
+        out: a ``.csv`` / ``.h5`` table, a ``.json`` COCO file, a ``.slp`` file, or a folder (DeepLabCut project for
+            ``dlc-csv`` / ``dlc-h5``, Lightning Pose folder for ``lp-csv``, ``.pts`` folder for ``pts``).
+        to: ``dlc-csv``, ``dlc-h5``, ``lp-csv``, ``coco``, ``pts`` or ``slp`` (default: from OUT's suffix).
         scorer: the DeepLabCut scorer (header row, table and project names).
 
     Returns:
@@ -239,30 +272,44 @@ def write_labels(frames: LabeledFrames, out: str | os.PathLike, to: str | None =
     """
     out = Path(out)
     fmt = target_format(out, to)
+    multi = isinstance(frames, InstanceFrames)
     if fmt in ("dlc-csv", "dlc-h5") and out.suffix.lower() not in (".csv", ".h5", ".hdf5"):
         return write_dlc_project(frames, out, scorer, h5=fmt == "dlc-h5")
-    if fmt == "dlc-csv":
+    if fmt in ("dlc-csv", "dlc-h5"):
         _one_subject_per_image(frames, "a DeepLabCut table")
-        return write_dlc_csv(_relocated(frames, out.parent), out, scorer=scorer)
-    if fmt == "dlc-h5":
-        _one_subject_per_image(frames, "a DeepLabCut table")
-        return write_dlc_h5(_relocated(frames, out.parent), out, scorer=scorer)
+        writer = _table_writers(frames)[fmt == "dlc-h5"]
+        return writer(_relocated(frames, out.parent), out, scorer=scorer)
     if fmt == "lp-csv":
         return write_lightning_pose(frames, out, scorer)
     if fmt == "coco":
         if out.suffix.lower() != ".json":
             raise KeyheadError(f"{out}: a COCO file is a .json; name it *.json")
-        return write_coco(_relocated(frames, out.parent), out)
+        return (write_coco_instances if multi else write_coco)(_relocated(frames, out.parent), out)
+    if fmt == "slp":
+        return write_slp(frames if multi else InstanceFrames.from_single(frames), out)
     return write_pts_folder(frames, out)
+
+
+def _read(src: Path, fmt: str) -> Frames:
+    """The labels to convert: ``InstanceFrames`` for multi-animal sources, else ``LabeledFrames``.
+
+    A COCO file is multi-animal when an image has several subjects or a subject a ``track_id``; it is read one
+    subject per frame (keeping its boxes) when it converts to COCO without identities or has one subject per image.
+    """
+    if src.is_file() and src.suffix.lower() == ".json":
+        frames = load_instances(src)
+        return load_labels(src) if not frames.track_names and (fmt == "coco" or frames.max_instances <= 1) else frames
+    return load_instances(src) if is_multi_instance(src) else load_labels(src)
 
 
 def convert_labels(
     src: str | os.PathLike, out: str | os.PathLike, to: str | None = None, scorer: str | None = None
 ) -> Path:
-    """Read labels in any layout :func:`keyhead.load_labels` reads and write them in another format.
+    """Read labels in any layout ``load_labels`` or ``load_instances`` reads and write them in another format.
 
     Args:
-        src: a DeepLabCut project / CSV / H5, a Lightning Pose folder or CSV, a COCO JSON or a ``.pts`` folder.
+        src: a DeepLabCut project / CSV / H5 (single- or multi-animal), a Lightning Pose folder or CSV, a COCO JSON,
+            a SLEAP ``.slp`` or a ``.pts`` folder.
         out: where to write (see :func:`write_labels`).
         to: the output format (default: from OUT's suffix).
         scorer: DeepLabCut scorer (default: the source's scorer, else ``keyhead``).
@@ -277,5 +324,5 @@ def convert_labels(
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise KeyheadError(f"{out}: the output is the input; write the converted labels somewhere else")
-    frames = load_labels(src)
+    frames = _read(src, target_format(out, to))
     return write_labels(frames, out, to, scorer or source_scorer(src) or "keyhead")

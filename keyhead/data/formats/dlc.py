@@ -24,11 +24,9 @@ from keyhead.io.structured import read_yaml
 from keyhead.types import LabeledFrames
 
 _HEADER = ["scorer", "bodyparts", "coords"]
+_MULTI_HEADER = ["scorer", "individuals", "bodyparts", "coords"]
 _COORDS = ("x", "y", "likelihood", "visibility")
-_MULTI_ANIMAL = (
-    "multi-animal DeepLabCut tables (with an 'individuals' header row) are not supported yet; "
-    "convert the project to single-animal, or export one individual per table"
-)
+_MULTI_ANIMAL = "read them with load_instances and train them with a multi-animal config"
 _BLANK = {"", "nan", "NaN", "NAN"}
 
 
@@ -73,20 +71,21 @@ def write_dlc_csv(
         return write_prediction_table(
             path, frames.image_paths, frames.keypoint_names, frames.keypoints, likelihood, scorer=scorer
         )
-    n, k = len(frames), frames.num_keypoints
-    coords = ["x", "y"]
-    rows = [
-        ["scorer"] + [scorer] * (k * len(coords)),
-        ["bodyparts"] + [name for name in frames.keypoint_names for _ in coords],
-        ["coords"] + coords * k,
+    k = frames.num_keypoints
+    header = [
+        ["scorer"] + [scorer] * (2 * k),
+        ["bodyparts"] + [name for name in frames.keypoint_names for _ in "xy"],
+        ["coords"] + ["x", "y"] * k,
     ]
-    for i in range(n):
-        row = [frames.image_paths[i]]
-        for j in range(k):
-            row += [_fmt(frames.keypoints[i, j, 0]), _fmt(frames.keypoints[i, j, 1])]
-        rows.append(row)
+    return _write_table(path, header, frames.image_paths, frames.keypoints.reshape(len(frames), -1))
+
+
+def _write_table(path: str | os.PathLike, header: list[list[str]], paths: list[str], values: np.ndarray) -> Path:
+    """A label CSV, atomically: the header rows, then each image path and its (C,) values (NaN: an empty cell)."""
     with atomic_write(path, "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+        writer = csv.writer(f)
+        writer.writerows(header)
+        writer.writerows([p, *map(_fmt, row)] for p, row in zip(paths, values, strict=True))
     return Path(path)
 
 
@@ -95,7 +94,8 @@ def _check_file(path: Path) -> None:
         raise KeyheadError(f"{path}: file not found; check the path")
 
 
-def _csv_table(path: Path) -> _Table:
+def _csv_table(path: Path, header: list[str] = _HEADER) -> _Table:
+    """The table of a CSV whose first rows are ``header`` (``_HEADER``, or ``_MULTI_HEADER`` for multi-animal)."""
     _check_file(path)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -103,23 +103,24 @@ def _csv_table(path: Path) -> _Table:
     except (UnicodeDecodeError, csv.Error) as e:
         raise KeyheadError(f"{path}: not a readable CSV file ({e}); save it as a UTF-8 CSV") from None
     labels = [r[0].strip().lower() for _, r in records[:4]]
-    if "individuals" in labels:
-        raise KeyheadError(f"{path}: {_MULTI_ANIMAL}")
-    if labels[:3] != _HEADER:
+    if header == _HEADER and "individuals" in labels:
+        raise KeyheadError(f"{path}: multi-animal labels (an 'individuals' header row): {_MULTI_ANIMAL}")
+    levels = len(header)
+    if labels[:levels] != header:
         raise KeyheadError(
-            f"{path}: the first three rows must start with 'scorer', 'bodyparts', 'coords' (the DeepLabCut header), "
-            f"found {labels[:3]}; export the labels from DeepLabCut or Lightning Pose"
+            f"{path}: the first {levels} rows must start with {', '.join(map(repr, header))} (the DeepLabCut header), "
+            f"found {labels[:levels]}; export the labels from DeepLabCut or Lightning Pose"
         )
-    width = max(len(r) for _, r in records[:3])
-    header = [[c.strip() for c in r] + [""] * (width - len(r)) for _, r in records[:3]]
-    # Index columns (image path, or labeled-data / video / image) have empty bodyparts and coords cells.
+    width = max(len(r) for _, r in records[:levels])
+    rows_of_header = [[c.strip() for c in r] + [""] * (width - len(r)) for _, r in records[:levels]]
+    # Index columns (image path, or labeled-data / video / image) have empty cells below the scorer row.
     n_index = 1
-    while n_index < width and not header[1][n_index] and not header[2][n_index]:
+    while n_index < width and not any(h[n_index] for h in rows_of_header[1:]):
         n_index += 1
     if n_index == width:
         raise KeyheadError(f"{path}: the header has no keypoint columns; each keypoint needs x and y columns")
     paths, cells, rows = [], [], []
-    for number, record in records[3:]:
+    for number, record in records[levels:]:
         if any(c.strip() for c in record[width:]):
             raise KeyheadError(
                 f"{path}, row {number}: {len(record)} cells but the header has {width} columns; remove the extra cells"
@@ -128,31 +129,32 @@ def _csv_table(path: Path) -> _Table:
         paths.append("/".join(c.strip() for c in record[:n_index] if c.strip()))
         cells.append(record[n_index:])
         rows.append(f"row {number}")
-    columns = pd.MultiIndex.from_arrays([h[n_index:] for h in header], names=_HEADER)
+    columns = pd.MultiIndex.from_arrays([h[n_index:] for h in rows_of_header], names=header)
     data = pd.DataFrame(cells, index=pd.Index(paths, dtype=object), columns=columns, dtype=object)
-    names = [f"column {n_index + j + 1} ({bp} {coord})" for j, (_, bp, coord) in enumerate(columns)]
+    names = [f"column {n_index + j + 1} ({' '.join(c for c in column[1:] if c)})" for j, column in enumerate(columns)]
     return _Table(data, rows, names)
 
 
-def _h5_table(path: Path) -> _Table:
+def _h5_table(path: Path, header: list[str] = _HEADER) -> _Table:
+    """The table of a pandas HDF5 file whose columns have the levels ``header``."""
     _check_file(path)
     data = read_pandas_hdf(path)
-    if "individuals" in data.columns.names:
-        raise KeyheadError(f"{path}: {_MULTI_ANIMAL}")
-    if data.columns.nlevels != 3:
+    if header == _HEADER and "individuals" in data.columns.names:
+        raise KeyheadError(f"{path}: multi-animal labels (an 'individuals' header row): {_MULTI_ANIMAL}")
+    if data.columns.nlevels != len(header):
         raise KeyheadError(
-            f"{path}: columns have {data.columns.nlevels} levels {list(data.columns.names)}, expected 3 "
-            "(scorer, bodyparts, coords); export it again from DeepLabCut"
+            f"{path}: columns have {data.columns.nlevels} levels {list(data.columns.names)}, expected "
+            f"{len(header)} ({', '.join(header)}); export it again from DeepLabCut"
         )
     data = data.copy()
-    data.columns = data.columns.set_names(_HEADER)
+    data.columns = data.columns.set_names(header)
     if isinstance(data.index, pd.MultiIndex):
         paths = ["/".join(str(v) for v in row if str(v)) for row in data.index]
     else:
         paths = [str(v) for v in data.index]
     data.index = pd.Index(paths, dtype=object)
     rows = [f"table row {i + 1}" for i in range(len(data))]
-    names = [f"column ({bp}, {coord})" for _, bp, coord in data.columns]
+    names = [f"column ({', '.join(map(str, column[1:]))})" for column in data.columns]
     return _Table(data, rows, names)
 
 
@@ -171,57 +173,95 @@ def _to_float(table: _Table, source: Path) -> np.ndarray:
                 out[i, j] = float(text)
             except ValueError:
                 raise KeyheadError(
-                    f"{source}, {table.rows[i]}, {table.columns[j]}: {text!r} is not a number; "
+                    f"{source}, {table.rows[i]}, {table.columns[j]}: {text[:20]!r} is not a number; "
                     "write a decimal number, or leave the cell empty for a missing keypoint"
                 ) from None
     return out
 
 
+_Key = tuple[str, ...]
+
+
 def _gather(
-    values: np.ndarray, position: dict[tuple[str, str], int], names: list[str], coord: str, source: Path
+    values: np.ndarray, position: dict[_Key, int], keys: list[_Key], coord: str, source: Path
 ) -> np.ndarray | None:
     """The (N, K) values of one coord for every keypoint, or None when no keypoint has that coord."""
-    present = [(name, coord) in position for name in names]
+    present = [(*key, coord) in position for key in keys]
     if not any(present):
         return None
     if not all(present):
         raise KeyheadError(
-            f"{source}: keypoint '{names[present.index(False)]}' has no {coord} column while others do; "
+            f"{source}: keypoint '{' '.join(keys[present.index(False)])}' has no {coord} column while others do; "
             "give every keypoint the same coords"
         )
-    return values[:, [position[name, coord] for name in names]]
+    return values[:, [position[(*key, coord)] for key in keys]]
 
 
-def _parse(table: _Table, source: Path, root: str | os.PathLike | None) -> tuple[LabeledFrames, np.ndarray | None]:
-    """Labels, and the (N, K) likelihoods when the table has them; see ``read_dlc_csv`` for the rules."""
-    position: dict[tuple[str, str], int] = {}
-    for j, (_, bodypart, coord) in enumerate(table.data.columns):
-        bodypart, coord = str(bodypart).strip(), str(coord).strip().lower()
+class _Columns(NamedTuple):
+    """A label table's numbers by keypoint column, before they are arranged into frames.
+
+    Attributes:
+        keys: the K keypoint columns in order: (bodypart,) or, in a multi-animal table, (individual, bodypart).
+        position: (``*key``, coord) -> the column index, for messages (``table.columns``).
+        xy: (N, K, 2) (x, y); NaN where either is missing.
+        likelihood: (N, K) float32, or None without likelihood columns.
+        visibility: (N, K) int8 (0, 1, 2), or None without visibility columns.
+        root: the folder ``paths`` are relative to.
+        paths: N image paths relative to ``root``.
+    """
+
+    keys: list[_Key]
+    position: dict[_Key, int]
+    xy: np.ndarray
+    likelihood: np.ndarray | None
+    visibility: np.ndarray | None
+    root: Path
+    paths: list[str]
+
+
+def _positions(table: _Table, source: Path) -> dict[_Key, int]:
+    """(individual?, bodypart, coord) -> column index, checking the names and that no column is there twice."""
+    position: dict[_Key, int] = {}
+    levels = table.data.columns.names[1:-1]
+    for j, column in enumerate(table.data.columns):
+        *names, coord = (str(c).strip() for c in column[1:])
+        coord = coord.lower()
         where = f"{source}, {table.columns[j]}"
-        if not bodypart:
-            raise KeyheadError(f"{where}: empty bodyparts cell; every keypoint column needs its keypoint name")
+        for level, name in zip(levels, names, strict=True):
+            if not name:
+                noun = "keypoint" if level == "bodyparts" else "individual"
+                raise KeyheadError(f"{where}: empty {level} cell; every keypoint column needs its {noun} name")
         if coord not in _COORDS:
             raise KeyheadError(f"{where}: coords {coord!r} is not one of {', '.join(_COORDS)}; fix the coords row")
-        if (bodypart, coord) in position:
-            first = table.columns[position[bodypart, coord]]
-            raise KeyheadError(f"{where}: a second '{bodypart} {coord}' column (the first is {first}); remove one")
-        position[bodypart, coord] = j
-    names = list(dict.fromkeys(bodypart for bodypart, _ in position))
-    for name in names:
+        key = (*names, coord)
+        if key in position:
+            first = table.columns[position[key]]
+            raise KeyheadError(f"{where}: a second '{' '.join(key)}' column (the first is {first}); remove one")
+        position[key] = j
+    return position
+
+
+def _parse_columns(table: _Table, source: Path, root: str | os.PathLike | None) -> _Columns:
+    """The numbers and image paths of a label table (single- or multi-animal); see ``read_dlc_csv`` for the rules."""
+    position = _positions(table, source)
+    keys = list(dict.fromkeys(key[:-1] for key in position))
+    for key in keys:
         for coord in ("x", "y"):
-            if (name, coord) not in position:
-                raise KeyheadError(f"{source}: keypoint '{name}' has no {coord} column; every keypoint needs x and y")
+            if (*key, coord) not in position:
+                raise KeyheadError(
+                    f"{source}: keypoint '{' '.join(key)}' has no {coord} column; every keypoint needs x and y"
+                )
     values = _to_float(table, source)
-    xy = np.stack([_gather(values, position, names, c, source) for c in ("x", "y")], axis=-1)
+    xy = np.stack([_gather(values, position, keys, c, source) for c in ("x", "y")], axis=-1)
     xy[np.isnan(xy).any(axis=-1)] = np.nan
-    likelihood = _gather(values, position, names, "likelihood", source)
-    visibility = _gather(values, position, names, "visibility", source)
+    likelihood = _gather(values, position, keys, "likelihood", source)
+    visibility = _gather(values, position, keys, "visibility", source)
     if visibility is not None:
         bad = np.argwhere(np.isfinite(visibility) & ~np.isin(visibility, (0, 1, 2)))
         if len(bad):
             i, k = bad[0]
             raise KeyheadError(
-                f"{source}, {table.rows[i]}, {table.columns[position[names[k], 'visibility']]}: visibility "
+                f"{source}, {table.rows[i]}, {table.columns[position[(*keys[k], 'visibility')]]}: visibility "
                 f"{visibility[i, k]:g} is not 0, 1 or 2 (unlabelled, occluded, visible); fix the cell"
             )
         visibility = np.nan_to_num(visibility, nan=0.0).astype(np.int8)
@@ -233,15 +273,29 @@ def _parse(table: _Table, source: Path, root: str | os.PathLike | None) -> tuple
         j = first_row.setdefault(p, i)
         if j != i:
             raise KeyheadError(f"{source}: {table.rows[j]} and {table.rows[i]} both label {p}; keep only one of them")
-    frames = LabeledFrames(
-        root=root_dir,
-        image_paths=paths,
-        keypoints=xy,
-        keypoint_names=names,
+    return _Columns(
+        keys=keys,
+        position=position,
+        xy=xy,
+        likelihood=None if likelihood is None else likelihood.astype(np.float32),
         visibility=visibility,
+        root=root_dir,
+        paths=paths,
+    )
+
+
+def _parse(table: _Table, source: Path, root: str | os.PathLike | None) -> tuple[LabeledFrames, np.ndarray | None]:
+    """Labels, and the (N, K) likelihoods when the table has them; see ``read_dlc_csv`` for the rules."""
+    columns = _parse_columns(table, source, root)
+    frames = LabeledFrames(
+        root=columns.root,
+        image_paths=columns.paths,
+        keypoints=columns.xy,
+        keypoint_names=[key[0] for key in columns.keys],
+        visibility=columns.visibility,
         source=str(source),
     )
-    return frames, None if likelihood is None else likelihood.astype(np.float32)
+    return frames, columns.likelihood
 
 
 def read_dlc_csv(path: str | os.PathLike, root: str | os.PathLike | None = None) -> LabeledFrames:
@@ -339,6 +393,26 @@ def _project_skeleton(config: dict, path: Path, bodyparts: list[str]) -> list[tu
     return pairs
 
 
+def _project_tables(folder: Path, scorer: str) -> list[Path]:
+    """``labeled-data/<video>/CollectedData_<scorer>.csv`` (else ``.h5``) of each video folder, in sorted order.
+
+    Raises:
+        KeyheadError: no video folder has a table.
+    """
+    labeled = folder / "labeled-data"
+    tables = []
+    for video in sorted(p for p in labeled.iterdir() if p.is_dir()) if labeled.is_dir() else []:
+        table = video / f"CollectedData_{scorer}.csv"
+        if table.is_file() or table.with_suffix(".h5").is_file():
+            tables.append(table if table.is_file() else table.with_suffix(".h5"))
+    if not tables:
+        raise KeyheadError(
+            f"{folder}: no labeled-data/*/CollectedData_{scorer}.csv (or .h5); label frames first, "
+            "or check 'scorer' in config.yaml"
+        )
+    return tables
+
+
 def read_dlc_project(folder: str | os.PathLike) -> LabeledFrames:
     """Read every labelled video folder of a single-animal DeepLabCut project.
 
@@ -362,34 +436,21 @@ def read_dlc_project(folder: str | os.PathLike) -> LabeledFrames:
     config_path = folder / "config.yaml"
     config = _load_config(config_path)
     if config.get("multianimalproject"):
-        raise KeyheadError(f"{config_path}: {_MULTI_ANIMAL}")
+        raise KeyheadError(f"{config_path}: a multi-animal project (multianimalproject: true): {_MULTI_ANIMAL}")
     scorer, bodyparts = config.get("scorer"), config.get("bodyparts")
     if not scorer or not isinstance(bodyparts, list) or not bodyparts:
         raise KeyheadError(f"{config_path}: needs 'scorer' and a non-empty 'bodyparts' list; add them")
     bodyparts = [str(b) for b in bodyparts]
     skeleton = _project_skeleton(config, config_path, bodyparts)
-    labeled = folder / "labeled-data"
     parts = []
-    for video in sorted(p for p in labeled.iterdir() if p.is_dir()) if labeled.is_dir() else []:
-        table = video / f"CollectedData_{scorer}.csv"
-        if table.is_file():
-            frames = read_dlc_csv(table, root=folder)
-        elif table.with_suffix(".h5").is_file():
-            table = table.with_suffix(".h5")
-            frames = read_dlc_h5(table, root=folder)
-        else:
-            continue
+    for table in _project_tables(folder, scorer):
+        frames = (read_dlc_csv if table.suffix == ".csv" else read_dlc_h5)(table, root=folder)
         if frames.keypoint_names != bodyparts:
             raise KeyheadError(
                 f"{table}: bodyparts {frames.keypoint_names} differ from {config_path} bodyparts {bodyparts}; "
                 "make them the same names in the same order"
             )
         parts.append(frames)
-    if not parts:
-        raise KeyheadError(
-            f"{folder}: no labeled-data/*/CollectedData_{scorer}.csv (or .h5); label frames first, "
-            "or check 'scorer' in config.yaml"
-        )
     visibility = [p.visibility for p in parts]
     return LabeledFrames(
         root=folder,
