@@ -105,9 +105,24 @@ class Animal(Subject):
     flip_pairs = [(1, 2), (4, 5), (6, 7)]
     _pivot = np.array([-0.4, 0.0])
 
-    def __init__(self, rng: np.random.Generator, t: np.ndarray, h: int, w: int, fps: float) -> None:
+    reach = 2.4  # bound on a keypoint's or outline's distance from the pivot, local units
+
+    def __init__(self, rng: np.random.Generator, t: np.ndarray, h: int, w: int, fps: float, size: float = 1.0,
+                 track: tuple[np.ndarray, np.ndarray] | None = None) -> None:  # fmt: skip
+        """Draw a mouse's look and motion.
+
+        Args:
+            rng: random generator.
+            t: (T,) frame times in seconds.
+            h: image height in pixels.
+            w: image width in pixels.
+            fps: frame rate.
+            size: body size relative to the default (a tenth of the image side per local unit).
+            track: optional given walk, pivot positions (T, 2) image (x, y) and headings (T,) radians; the gait
+                then follows its speed. Default: a random walk that stays in the image.
+        """
         dt = 1.0 / fps
-        unit = 0.1 * min(h, w)
+        unit = 0.1 * min(h, w) * size
         coat = np.array([(35, 38, 45), (45, 62, 88), (75, 95, 118), (212, 218, 224)][rng.integers(0, 4)], float)
         self.tone = rng.uniform(50, 100) if coat[0] > 150 else rng.uniform(130, 205)
         self.coat = coat * rng.uniform(0.9, 1.1, 3)
@@ -119,6 +134,14 @@ class Animal(Subject):
         self.bend = 0.3 * signal(rng, t, 0.1, 0.5)
         self.yaw = 0.45 * signal(rng, t, 0.2, 1.0)
         self.tail = np.stack([a * signal(rng, t, 0.1, 0.7) for a in (0.5, 0.6, 0.7)], 1)
+        if track is not None:
+            self.path, self.heading = track
+            speed = np.linalg.norm(np.gradient(self.path, axis=0), axis=-1) * fps
+            run = np.clip(speed / (2.5 * unit), 0, 1)
+            self.gait = 2 * np.pi * np.cumsum((1.0 + 2.0 * run) * dt)
+            self.stride = 0.04 + 0.2 * run
+            self.keypoints = np.stack([self._to_image(self._pose(i)[0], i) for i in range(len(t))]).astype(np.float32)
+            return
         local = np.stack([self._pose(i)[0] for i in range(len(t))])
         margin = np.linalg.norm(local - self._pivot, axis=-1).max() * self.scale.max() + 2
         lo, hi = np.array([margin, margin]), np.array([w - 1 - margin, h - 1 - margin])

@@ -21,6 +21,13 @@ geometry to about 0.1 px (pixel centres at integer (x, y)).
 
 Kinds: ``animal``, a mouse seen from above (11 keypoints, trotting gait, wagging tail), and ``face``, a parametric
 face with the 68 iBUG landmarks (expressions, blinks, head roll and an approximate yaw / pitch).
+
+Several animals (``animals=N``, N >= 2): N mice of one strain in the arena, each slightly tinted and sized, crossing
+and walking over each other every few seconds; who is on top changes only while an animal touches nobody. The layout
+is the same, but both CSVs are multi-animal DeepLabCut tables (4 header rows scorer / individuals / bodyparts /
+coords; individuals ``animal0`` .. ``animal{N-1}``, one identity per animal for the whole video). Keypoints covered by
+another animal stay labelled in ``CollectedData.csv`` (occluders still give NaN); in ``synth_vid_keypoints.csv`` their
+``likelihood`` is 0.0 like an occluded one. ``keyhead_synth.yaml`` adds ``animals`` and ``individuals``.
 """
 
 from __future__ import annotations
@@ -39,10 +46,12 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from keyhead.data._synth_herd import Herd, max_animals
 from keyhead.data._synth_subjects import Animal, Face, Ops, Subject, rot, signal
 from keyhead.data.formats.dlc import write_dlc_csv
+from keyhead.data.formats.dlc_multi import write_dlc_multi_csv
 from keyhead.errors import KeyheadError
-from keyhead.types import LabeledFrames
+from keyhead.types import InstanceFrames, LabeledFrames
 
 __all__ = ["SynthInfo", "generate"]
 
@@ -67,6 +76,7 @@ class SynthInfo:
         n_labeled: number of labelled frames.
         frame_indices: video frame index of each labelled frame, in CSV row order.
         kind: ``animal`` or ``face``.
+        animals: number of animals N; from 2 on both CSVs are multi-animal tables.
     """
 
     out_dir: Path
@@ -79,6 +89,7 @@ class SynthInfo:
     n_labeled: int
     frame_indices: list[int]
     kind: str
+    animals: int = 1
 
 
 def _box(pts: np.ndarray, h: int, w: int) -> tuple[int, int, int, int] | None:
@@ -203,19 +214,31 @@ class _Occluders:
 
 
 class _Scene:
-    """Everything about one session; ``render(i)`` draws video frame i (H, W, 3) BGR uint8."""
+    """Everything about one session; ``render(i)`` draws video frame i (H, W, 3) BGR uint8.
+
+    ``keypoints`` (T, N, K, 2) are the N subjects' true keypoints, ``visible`` (T, N, K) says which are inside the
+    image and not under an occluder, ``hidden`` (T, N, K) which lie under another animal (drawn above them).
+    """
 
     def __init__(self, kind: str, seed: int, h: int, w: int, n_frames: int, fps: float, occlusion: float,
-                 rows: np.ndarray) -> None:  # fmt: skip
-        rng = np.random.default_rng([seed, ("animal", "face").index(kind)])
+                 rows: np.ndarray, animals: int = 1) -> None:  # fmt: skip
+        rng = np.random.default_rng([seed, ("animal", "face").index(kind), *([animals] if animals > 1 else [])])
         t = np.arange(n_frames) / fps
         self.seed, self.h, self.w = seed, h, w
-        self.subject: Subject = Animal(rng, t, h, w, fps) if kind == "animal" else Face(rng, t, h, w)
+        if animals > 1:
+            herd = Herd(rng, t, h, w, fps, animals)
+            self.subjects: list[Subject] = list(herd.animals)
+            self.order, self.hidden = herd.order, herd.hidden
+        else:
+            self.subjects = [Animal(rng, t, h, w, fps) if kind == "animal" else Face(rng, t, h, w)]
+            self.order = np.zeros((n_frames, 1), np.int64)
+            self.hidden = np.zeros((n_frames, 1, len(self.subjects[0].names)), bool)
+        self.subject = self.subjects[0]
         self.background = _background(rng, h, w, self.subject.tone)
-        kps = self.subject.keypoints
-        self.occluders = _Occluders(rng, t, h, w, kps, rows, occlusion)
-        inside = np.all((kps >= 0) & (kps <= (w - 1, h - 1)), axis=-1)
-        self.visible = inside & ~self.occluders.covers
+        self.keypoints = np.stack([s.keypoints for s in self.subjects], 1)
+        self.occluders = _Occluders(rng, t, h, w, self.keypoints.reshape(n_frames, -1, 2), rows, occlusion)
+        inside = np.all((self.keypoints >= 0) & (self.keypoints <= (w - 1, h - 1)), axis=-1)
+        self.visible = inside & ~self.occluders.covers.reshape(inside.shape)
         a = rng.uniform(0, 2 * np.pi)
         self.light = np.array([np.cos(a), np.sin(a)])
         self.gain = 1 + 0.08 * signal(rng, t, 0.02, 0.15)
@@ -229,7 +252,8 @@ class _Scene:
 
     def render(self, i: int) -> np.ndarray:
         img = self.background.copy()
-        _raster(img, self.subject.ops(i, self.light))
+        for j in self.order[i]:
+            _raster(img, self.subjects[j].ops(i, self.light))
         self.occluders.draw(img, i)
         tilt = self.tilt[i] * (self.xx * np.cos(self.tilt_dir[i]) + self.yy * np.sin(self.tilt_dir[i]))
         f = img.astype(np.float32) * (self.gain[i] * self.contrast[i] * (1 + tilt))[..., None]
@@ -286,6 +310,60 @@ class _VideoWriter:
         self._container.close()
 
 
+def _track_names(n: int) -> list[str]:
+    return [f"animal{i}" for i in range(n)]
+
+
+def _check_animals(animals: int, kind: str, h: int, w: int) -> None:
+    if isinstance(animals, bool) or not isinstance(animals, (int, np.integer)) or animals < 1:
+        raise KeyheadError(f"animals={animals!r}: give a whole number of animals, 1 or more")
+    if animals > 1 and kind != "animal":
+        raise KeyheadError(f"animals={animals} needs kind='animal'; the {kind} kind has one subject per video")
+    most = max_animals(h, w)
+    if animals > most:
+        raise KeyheadError(
+            f"animals={animals}: at most {most} fit a {h}x{w} frame; use fewer animals or a larger image_size"
+        )
+
+
+def _write_instances(tmp: Path, scene: _Scene, rows: np.ndarray, image_paths: list[str],
+                     skeleton: list[tuple[str, str]], flips: list[tuple[int, int]], source: str) -> None:  # fmt: skip
+    """Write a several-animal scene's ``CollectedData.csv`` and ``videos/synth_vid_keypoints.csv`` into tmp.
+
+    Labels are NaN where outside the image or under an occluder, labelled (visibility 1) under another animal;
+    the video table's likelihood is 1.0 where a keypoint is seen, else 0.0.
+    """
+    n_frames, n = scene.keypoints.shape[:2]
+    names, tracks = list(scene.subject.names), np.arange(n)
+    visibility = np.where(scene.visible, np.where(scene.hidden, 1, 2), 0).astype(np.int8)
+    labels = InstanceFrames(
+        root=tmp,
+        image_paths=image_paths,
+        keypoints=np.where(scene.visible[..., None], scene.keypoints, np.nan)[rows],
+        keypoint_names=names,
+        track_names=_track_names(n),
+        tracks=np.broadcast_to(tracks, (len(rows), n)),
+        visibility=visibility[rows],
+        skeleton=skeleton,
+        flip_pairs=flips,
+        frame_indices=rows,
+        source=source,
+    )
+    write_dlc_multi_csv(labels, tmp / "CollectedData.csv", scorer="synth")
+    every = InstanceFrames(
+        root=tmp,
+        image_paths=[str(i) for i in range(n_frames)],
+        keypoints=scene.keypoints,
+        keypoint_names=names,
+        track_names=_track_names(n),
+        tracks=np.broadcast_to(tracks, (n_frames, n)),
+        visibility=visibility,
+        frame_indices=np.arange(n_frames),
+    )
+    seen = (scene.visible & ~scene.hidden).astype(np.float32)
+    write_dlc_multi_csv(every, tmp / "videos" / f"{VIDEO_NAME}_keypoints.csv", scorer="synth", likelihood=seen)
+
+
 def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Accept a new or empty folder or a previous synthetic dataset (it has ``keyhead_synth.yaml``); else refuse
     unless ``overwrite``."""
@@ -331,6 +409,7 @@ def generate(
     occlusion: float = 0.15,
     progress: bool = True,
     overwrite: bool = False,
+    animals: int = 1,
 ) -> SynthInfo:
     """Render a synthetic labelled project (labelled frames, their CSV, the session's video and its true keypoints).
 
@@ -349,6 +428,9 @@ def generate(
         progress: show a progress bar.
         overwrite: also write into a non-empty folder that is not a synthetic dataset: its ``CollectedData.csv``,
             ``labeled-data/``, ``videos/synth_vid*`` and ``keyhead_synth.yaml`` are replaced, other files kept.
+        animals: number of mice N in the arena (``kind="animal"`` only). From 2 on they are one strain with a
+            slight per-animal tint and size, smaller than a lone one, cross and cover each other, and both CSVs are
+            multi-animal DeepLabCut tables with individuals ``animal0`` .. ``animal{N-1}`` (see the module docstring).
 
     Returns:
         What was written.
@@ -369,12 +451,13 @@ def generate(
         raise KeyheadError(f"n_labeled={n_labeled} must be in [1, video_frames={video_frames}]; raise video_frames")
     if not 0 <= occlusion <= 0.6 or fps <= 0 or seed < 0:
         raise KeyheadError(f"occlusion={occlusion} must be in [0, 0.6], fps={fps} positive and seed={seed} >= 0")
+    _check_animals(animals, kind, h, w)
     _check_out_dir(out_dir, overwrite)
 
     rng = np.random.default_rng([seed, 99])
     edges = np.floor(np.linspace(0, video_frames, n_labeled + 1)).astype(int)
     rows = edges[:-1] + rng.integers(0, np.diff(edges))
-    scene = _Scene(kind, seed, h, w, video_frames, fps, occlusion, rows)
+    scene = _Scene(kind, seed, h, w, video_frames, fps, occlusion, rows, animals)
     digits = max(4, len(str(video_frames - 1)))
     image_paths = [f"labeled-data/img{i:0{digits}d}.png" for i in rows]
     names, flips = list(scene.subject.names), [tuple(p) for p in scene.subject.flip_pairs]
@@ -396,15 +479,22 @@ def generate(
                     raise KeyheadError(f"could not write {tmp / labelled[i]}")
         finally:
             writer.close()
-        kps = np.where(scene.visible[..., None], scene.subject.keypoints, np.nan)[rows]
-        frames = LabeledFrames(tmp, image_paths, kps, names, skeleton=skeleton, flip_pairs=flips, source=str(out_dir))
-        write_dlc_csv(frames, tmp / "CollectedData.csv", scorer="synth")
-        every = LabeledFrames(tmp, [str(i) for i in range(video_frames)], scene.subject.keypoints, names)
-        write_dlc_csv(every, tmp / "videos" / f"{VIDEO_NAME}_keypoints.csv", "synth", scene.visible.astype(np.float32))
+        kps = np.where(scene.visible[..., None], scene.keypoints, np.nan)[rows]
+        if animals == 1:
+            frames = LabeledFrames(
+                tmp, image_paths, kps[:, 0], names, skeleton=skeleton, flip_pairs=flips, source=str(out_dir)
+            )
+            write_dlc_csv(frames, tmp / "CollectedData.csv", scorer="synth")
+            every = LabeledFrames(tmp, [str(i) for i in range(video_frames)], scene.keypoints[:, 0], names)
+            visible = scene.visible[:, 0].astype(np.float32)
+            write_dlc_csv(every, tmp / "videos" / f"{VIDEO_NAME}_keypoints.csv", "synth", visible)
+        else:
+            _write_instances(tmp, scene, rows, image_paths, skeleton, flips, str(out_dir))
         meta = {
             "generator": "keyhead.data.synth",
             "version": GENERATOR_VERSION,
             "kind": kind,
+            **({"animals": animals, "individuals": _track_names(animals)} if animals > 1 else {}),
             "seed": int(seed),
             "image_size": [h, w],
             "n_labeled": n_labeled,
@@ -434,4 +524,5 @@ def generate(
         n_labeled=n_labeled,
         frame_indices=rows.tolist(),
         kind=kind,
+        animals=animals,
     )
