@@ -28,19 +28,13 @@ def synth(
     video_frames: Annotated[int, typer.Option(help="frames of the video")] = 600,
     seed: Annotated[int, typer.Option()] = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an earlier synth dataset in OUT_DIR")] = False,
+    animals: Annotated[int, typer.Option(help="mice in the arena; 2+ writes multi-animal DLC tables")] = 1,
 ) -> None:
     """Generate the embedded synthetic dataset (Lightning Pose / DLC layout, with a video)."""
     from keyhead.data.synth import generate
 
-    info = generate(
-        out_dir,
-        kind=kind,
-        n_labeled=n_labeled,
-        image_size=(size, size),
-        video_frames=video_frames,
-        seed=seed,
-        overwrite=overwrite,
-    )
+    opts = dict(kind=kind, n_labeled=n_labeled, image_size=(size, size), video_frames=video_frames, seed=seed)
+    info = generate(out_dir, **opts, overwrite=overwrite, animals=animals)
     typer.echo(f"wrote {info.n_labeled} labelled frames and a {video_frames}-frame video to {info.out_dir}")
 
 
@@ -55,7 +49,7 @@ def train(
     ] = False,
 ) -> None:
     """Train a model; writes a run folder with config, split, weights, history, metrics and plots."""
-    from keyhead.engine.train import train as run_train
+    from keyhead.topdown import train_any as run_train
 
     if config is not None and "=" in str(config) and not config.exists():
         overrides = [str(config), *(overrides or [])]
@@ -89,7 +83,7 @@ def evaluate(
         return
     if set_ or out:
         raise KeyheadError("--set and --out go with --cv K (cross-validation); evaluate a run without them")
-    from keyhead.evaluation.evaluate import evaluate_run
+    from keyhead.topdown import evaluate_any as evaluate_run
 
     evaluate_run(run_dir, data=data, progress=not no_progress, flip=flip)
 
@@ -129,9 +123,13 @@ def predict(
     video prediction resumes where it stopped.
     """
     from keyhead.io.video import VIDEO_SUFFIXES
+    from keyhead.topdown import is_topdown_run, predict_topdown
 
     videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
     images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
+    if is_topdown_run(run_dir):  # several animals: tracked videos, multi-animal image tables
+        args = (batch_size, labeled_video, threshold, not restart, max_frames, not no_progress, not no_overlays)
+        return predict_topdown(run_dir, images, videos, out, *args)
     if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):
         video_only = {"--max-frames": max_frames is not None, "--labeled-video": labeled_video, "--flip": flip}
         given = [name for name, on in video_only.items() if on]
@@ -219,13 +217,13 @@ def export(
 @app.command()
 def convert(
     src: Annotated[
-        Path, typer.Argument(help="labels: DLC project / CSV / H5, Lightning Pose folder, COCO JSON, .pts folder")
+        Path, typer.Argument(help="labels: DLC project / CSV / H5, Lightning Pose folder, COCO JSON, .slp, .pts folder")
     ],
-    out: Annotated[Path, typer.Argument(help="a .csv, .h5 or .json file, or a folder (DLC project, LP folder, .pts)")],
+    out: Annotated[Path, typer.Argument(help="a .csv, .h5, .json or .slp file, or a folder (DLC project, LP, .pts)")],
     to: Annotated[
         str | None,
         typer.Option(
-            help="dlc-csv, dlc-h5, lp-csv, coco or pts; predictions: slp, nwb or analysis-h5 (default: OUT's suffix)"
+            help="dlc-csv, dlc-h5, lp-csv, coco, pts, slp; predictions: slp, nwb, analysis-h5 (default: OUT's suffix)"
         ),
     ] = None,
     scorer: Annotated[str | None, typer.Option(help="DeepLabCut scorer (default: the source's, else keyhead)")] = None,
@@ -236,7 +234,7 @@ def convert(
         Path | None, typer.Option(help="predictions: a run folder whose skeleton.json gives the edges")
     ] = None,
 ) -> None:
-    """Convert labels between formats, keeping keypoint names, skeleton and missing points (images copied if needed).
+    """Convert labels between formats, keeping keypoint names, skeleton, identities and missing points (copying images).
 
     A prediction table of ``keyhead predict`` (x, y, likelihood columns) converts to SLEAP (``NAME.slp``,
     ``NAME.analysis.h5``) or NWB (``NAME.nwb``, ndx-pose) through sleap-io.

@@ -99,6 +99,9 @@ class ModelConfig(_Section):
         "else subpixel_maxima",
     )
     decoder_kwargs: dict[str, Any] = Field(default_factory=dict)
+    centroids: int | None = Field(
+        None, ge=1, description="instance-centre model (top-down stage 1): decode this many peaks of one map"
+    )
 
 
 class AugmentConfig(_Section):
@@ -184,6 +187,33 @@ class SemiConfig(_Section):
     )
 
 
+class TopDownConfig(_Section):
+    """Several animals per frame: an instance-centre model finds each animal, the pose model runs on a crop of it."""
+
+    enabled: Literal["auto", "on", "off"] = Field(
+        "auto", description="top-down multi-animal pose; auto = when the labels hold several instances per frame"
+    )
+    animals: int | None = Field(
+        None, ge=1, description="animals per frame (a fixed set of identities when tracking); default: the labels' most"
+    )
+    anchor: str | None = Field(None, description="keypoint used as each instance's centre; default: its keypoints' box")
+    crop_size: int | None = Field(
+        None, ge=16, description="crop side in image pixels; default: 1.2 x the largest instance, rounded up to 32"
+    )
+    centroid_backbone: str = Field("efficientnet_lite0", description="backbone of the instance-centre model")
+    centroid_pretrained: bool | str = Field(True, description="its weights: installed ImageNet weights or a file")
+    centroid_input_size: tuple[int, int] = Field((256, 256), description="whole frame resized to this for centres")
+    centroid_sigma: float = Field(1.5, gt=0, description="centre map Gaussian sigma in map cells")
+    centroid_share: float = Field(
+        0.3, gt=0, lt=1, description="share of train.max_minutes given to the centre model (the rest: pose on crops)"
+    )
+    peak_threshold: float = Field(0.2, ge=0, le=1, description="centre-map peaks below this are not instances")
+    max_age: int = Field(30, ge=0, description="frames a lost identity is kept before it may be given up")
+    match_distance: float | None = Field(
+        None, gt=0, description="tracking: farthest (pixels) an animal may move between frames; default: crop_size / 2"
+    )
+
+
 class RunConfig(_Section):
     name: str = "run"
     output_dir: str = "runs"
@@ -192,6 +222,7 @@ class RunConfig(_Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     semi: SemiConfig = Field(default_factory=SemiConfig)
+    topdown: TopDownConfig = Field(default_factory=TopDownConfig)
 
 
 def _did_you_mean(section: type[BaseModel], key: str) -> str:

@@ -10,11 +10,13 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from keyhead.errors import KeyheadError
+from keyhead.io.atomic import atomic_write
 from keyhead.io.images import resize_like_training
 
 _END = object()
@@ -227,7 +229,7 @@ def completed_rows(partial: os.PathLike, header: str) -> int:
     if not os.path.isfile(partial):
         return 0
     with open(partial) as f:
-        head = "".join(f.readline() for _ in range(3))
+        head = "".join(f.readline() for _ in range(header.count("\n")))
         if head != header:
             return 0
         rows = f.read().split("\n")
@@ -238,3 +240,12 @@ def completed_rows(partial: os.PathLike, header: str) -> int:
             break
         n += 1
     return n
+
+
+def truncate_rows(partial: Path, header: str, n_rows: int) -> None:
+    """Keep the header and the first ``n_rows`` complete rows of a partial CSV (a row cut short is dropped)."""
+    with open(partial) as f:
+        lines = f.read().split("\n")
+    skip = header.count("\n")
+    with atomic_write(partial) as f:
+        f.write(header + "".join(line + "\n" for line in lines[skip : skip + n_rows]))

@@ -20,11 +20,12 @@ import cv2
 import numpy as np
 
 from keyhead.errors import KeyheadError
-from keyhead.inference._stream import completed_rows
+from keyhead.inference._stream import completed_rows, truncate_rows
 from keyhead.io.atomic import atomic_path, atomic_write, make_dir
 from keyhead.io.predictions import format_frame_rows, iter_prediction_chunks, prediction_header
 from keyhead.io.rundir import RUN_FILES, check_run_dir, read_skeleton
 from keyhead.io.video import VIDEO_SUFFIXES, VideoInfo, check_distinct_stems, iter_frames, probe, transcode
+from keyhead.report.plots import identity_colours
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -38,14 +39,6 @@ __all__ = [
 ]
 
 RUNTIMES = ("torch", "onnx", "compile", "torch-bf16")
-
-
-def _truncate_to(partial: Path, header: str, n_rows: int) -> None:
-    with open(partial) as f:
-        lines = f.read().split("\n")
-    keep = header + "".join(line + "\n" for line in lines[3 : 3 + n_rows])
-    with atomic_write(partial) as f:
-        f.write(keep)
 
 
 @dataclass
@@ -119,7 +112,7 @@ def predict_video(
     header = prediction_header(keypoint_names, scorer)
     done = completed_rows(partial, header) if resume else 0
     if done:
-        _truncate_to(partial, header, done)
+        truncate_rows(partial, header, done)
     else:
         with atomic_write(partial) as f:
             f.write(header)
@@ -295,8 +288,12 @@ def write_labeled_video(
     threshold: float = 0.5,
     skeleton: list[tuple[int, int]] | None = None,
     progress: bool = True,
+    instances: int = 1,
 ) -> Path:
-    """Draw predictions (points above ``threshold``, skeleton lines) on every frame; H.264 MP4, streamed."""
+    """Draw predictions (points above ``threshold``, skeleton lines) on every frame; H.264 MP4, streamed.
+
+    ``instances=M`` reads rows of M animals (a multi-animal table, individuals outermost) and draws each identity
+    in its own colour (points and limbs); a single animal gets a colour per keypoint."""
     import av
     from tqdm import tqdm
 
@@ -329,7 +326,12 @@ def write_labeled_video(
                     img = cv2.copyMakeBorder(
                         img, 0, stream.height - img.shape[0], 0, stream.width - img.shape[1], cv2.BORDER_CONSTANT
                     )
-                _draw(img, xy[pos], conf[pos], threshold, skeleton, colors)
+                if instances == 1:
+                    _draw(img, xy[pos], conf[pos], threshold, skeleton, colors)
+                else:
+                    parts = zip(np.split(xy[pos], instances), np.split(conf[pos], instances), strict=True)
+                    for (pts, c), colour in zip(parts, identity_colours(instances), strict=True):
+                        _draw(img, pts, c, threshold, skeleton, [colour], colour)
                 pos += 1
                 for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                     container.mux(packet)
@@ -348,13 +350,13 @@ def _palette(n: int) -> list[tuple[int, int, int]]:
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / max(n, 1), 1.0, 1.0)) for i in range(n)]
 
 
-def _draw(img, xy, conf, threshold, skeleton, colors) -> None:
+def _draw(img, xy, conf, threshold, skeleton, colors, limb=(200, 200, 200)) -> None:
     r = max(2, round(min(img.shape[:2]) / 120))
     ok = np.isfinite(xy).all(-1) & (np.nan_to_num(conf) >= threshold)
     for a, b in skeleton or []:
         if ok[a] and ok[b]:
             p, q = xy[a], xy[b]
-            cv2.line(img, (round(p[0]), round(p[1])), (round(q[0]), round(q[1])), (200, 200, 200), 1, cv2.LINE_AA)
+            cv2.line(img, (round(p[0]), round(p[1])), (round(q[0]), round(q[1])), limb, 1, cv2.LINE_AA)
     for j in np.flatnonzero(ok):
         cv2.circle(img, (round(xy[j, 0]), round(xy[j, 1])), r, colors[j % len(colors)], -1, cv2.LINE_AA)
 

@@ -9,9 +9,11 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
+from keyhead.io.structured import read_json
 
 RUN_FILES = ("config.yaml", "model.safetensors")  # what every finished keyhead run folder holds
 
@@ -75,3 +77,31 @@ def write_skeleton(run_dir: str | os.PathLike, pairs: list[tuple[str, str]]) -> 
     with atomic_write(path) as f:
         json.dump([list(p) for p in pairs], f)
     return path
+
+
+TOPDOWN_FILE = "topdown.json"  # a multi-animal (top-down) run: animals, crop size, names, identities
+
+
+def write_topdown(run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write the run's top-down record (animals, crop size, anchor, names, identities) as ``topdown.json``."""
+    path = Path(run_dir) / TOPDOWN_FILE
+    with atomic_write(path) as f:
+        json.dump(record, f, indent=1)
+    return path
+
+
+def read_topdown(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A top-down run's record; a one-line error when the folder is not a top-down run or the file is damaged."""
+    path = Path(run_dir) / TOPDOWN_FILE
+    if not path.is_file():
+        raise KeyheadError(f"{run_dir}: no {TOPDOWN_FILE}; it is not a multi-animal (top-down) keyhead run")
+    record = read_json(path, TOPDOWN_FILE)
+    needed = ("animals", "crop_size", "keypoint_names")
+    if not isinstance(record, dict) or any(k not in record for k in needed):
+        raise KeyheadError(f"{path}: needs {', '.join(needed)}; the run is damaged, train it again")
+    return record
+
+
+def is_topdown_run(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` is a multi-animal (top-down) run folder."""
+    return (Path(run_dir) / TOPDOWN_FILE).is_file()

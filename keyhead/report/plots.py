@@ -28,10 +28,12 @@ def draw_keypoints(
     threshold: float = 0.0,
     skeleton: list[tuple[int, int]] | None = None,
     radius: int | None = None,
+    pred_colour: tuple[int, int, int] = PRED,
 ) -> np.ndarray:
     """Draw keypoints on an RGB uint8 (H, W, 3) image (a copy): truth green, prediction red, error lines.
 
-    Predictions whose confidence is below ``threshold`` are drawn hollow.
+    Predictions whose confidence is below ``threshold`` are drawn hollow; ``pred_colour`` replaces the red (one
+    colour per animal identity).
     """
     img = image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1)
     img = np.ascontiguousarray(img.copy())
@@ -42,7 +44,7 @@ def draw_keypoints(
     def pt(p: np.ndarray) -> tuple[int, int]:
         return int(round(p[0] * scale)), int(round(p[1] * scale))
 
-    for pts, colour in ((true, TRUE), (pred, PRED)):
+    for pts, colour in ((true, TRUE), (pred, pred_colour)):
         if pts is None:
             continue
         for a, b in skeleton or []:
@@ -60,8 +62,15 @@ def draw_keypoints(
         for j, p in enumerate(pred):
             if np.isfinite(p).all():
                 sure = confidence is None or confidence[j] >= threshold
-                cv2.circle(img, pt(p), r * scale, PRED, -1 if sure else 1, cv2.LINE_AA, shift)
+                cv2.circle(img, pt(p), r * scale, pred_colour, -1 if sure else 1, cv2.LINE_AA, shift)
     return img
+
+
+def identity_colours(n: int) -> list[tuple[int, int, int]]:
+    """``n`` well-separated RGB colours, one per animal identity (the same in overlays and labelled videos)."""
+    import colorsys
+
+    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / max(n, 1), 0.9, 1.0)) for i in range(n)]
 
 
 def skeleton_indices(names: list[str], skeleton: list[tuple[str, str]]) -> list[tuple[int, int]]:
