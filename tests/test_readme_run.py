@@ -182,6 +182,14 @@ SKIP: dict[str, str] = {
     "keyhead compress runs/teacher --out runs/light --frames data/videos/synth_vid.mp4": "a 14-minute distillation",
     "keyhead profile runs/light/light": "needs runs/light (compress)",
     "keyhead/": "the package folder in the layout tree, not a command",
+    "keyhead synth herd/ --animals 2": "renders 600 frames of two mice (~25 s); tests/topdown/test_topdown.py and "
+    "tests/data/test_synth_multi.py generate multi-animal data (the latter through the CLI)",
+    "keyhead train topdown_lite0 data.path=herd/": "a 20-minute budget; tests/topdown/test_topdown.py trains this "
+    "template through the CLI with tiny settings",
+    "keyhead evaluate runs/topdown_lite0": "needs runs/topdown_lite0; tests/topdown/test_topdown.py evaluates its "
+    "top-down run through the CLI",
+    "keyhead predict runs/topdown_lite0 herd/videos/synth_vid.mp4 --labeled-video": "needs runs/topdown_lite0; "
+    "tests/topdown/test_topdown.py predicts a video with --labeled-video through the CLI",
 }
 
 COMMANDS = readme_commands(README.read_text(encoding="utf-8")) if README.is_file() else []
