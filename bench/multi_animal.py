@@ -11,7 +11,7 @@ run as a single-animal model on the same frames.
 
     python bench/multi_animal.py [--minutes 20] [--fresh]
 
-Writes bench/results/multi_animal.json and bench/results/multi_animal.md.
+Writes bench/results/multi_animal.json (section "multi_animal", with the machine it ran on).
 """
 
 from __future__ import annotations
@@ -53,20 +53,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="CPU minutes for both stages together")
     parser.add_argument("--fresh", action="store_true", help="train again instead of reusing bench/runs/multi_animal")
+    parser.add_argument("--set", action="append", default=[], help="a config override (repeatable)")
+    parser.add_argument("--section", default="multi_animal", help="results section (and runs subfolder) name")
     args = parser.parse_args()
+    out_dir = OUT.parent / args.section
     if not (DATA / "clip.slp").is_file():
         raise SystemExit(f"{DATA} not found: this benchmark needs ../shared/data/sleap-multi-animal-samples")
     from keyhead.config import load_config, resolve_template
     from keyhead.data.formats import read_slp
-    from keyhead.inference.video import predict_video
+    from keyhead.inference.video import predict_videos
     from keyhead.io.atomic import atomic_write
     from keyhead.multimetrics import tracking_metrics
     from keyhead.topdown.train import train_topdown
     from keyhead.topdown.video import predict_video_topdown
 
-    if args.fresh and OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True, exist_ok=True)
+    if args.fresh and out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     frames = read_slp(DATA / "clip.slp")
     order = np.argsort(frames.frame_indices)
     fi = frames.frame_indices
@@ -78,17 +81,18 @@ def main() -> None:
         name: [frames.image_paths[i] for i in rows]
         for name, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))
     }
-    split_file = OUT / "split.json"
+    split_file = out_dir / "split.json"
     with atomic_write(split_file) as f:
         json.dump(split, f)
-    run = OUT / "flies"
+    run = out_dir / "flies"
     overrides = [
         f"data.path={DATA / 'clip.slp'}",
         f"data.split_file={split_file}",
         f"train.max_minutes={args.minutes}",
-        f"output_dir={OUT}",
+        f"output_dir={out_dir}",
         "name=flies",
         "topdown.anchor=thorax",
+        *args.set,
     ]
     cfg = load_config(resolve_template("topdown_lite0"), overrides)
     t0 = time.perf_counter()
@@ -100,9 +104,11 @@ def main() -> None:
     metrics = json.loads((run / "metrics.json").read_text())["splits"]
 
     t0 = time.perf_counter()
-    tracked = predict_video_topdown(run, DATA / "clip.mp4", OUT / "predictions", resume=False, progress=False)
+    tracked = predict_video_topdown(run, DATA / "clip.mp4", out_dir / "predictions", resume=False, progress=False)
     multi_fps = tracked.frames_per_second
-    single = predict_video(run / "pose", DATA / "clip.mp4", OUT / "single", max_frames=300, progress=False)
+    single = predict_videos(
+        run / "pose", [DATA / "clip.mp4"], out_dir / "single", resume=False, max_frames=300, progress=False
+    )[0]
     from keyhead.io.predictions import read_multi_prediction_table
 
     _, individuals, names, xy, _ = read_multi_prediction_table(tracked.csv)
@@ -125,6 +131,7 @@ def main() -> None:
     payload = {
         "cpu": cpu_flags(),
         "train_minutes_budget": args.minutes,
+        "overrides": overrides,
         "train_wall_minutes": train_minutes,
         "pose": {k: metrics[k] for k in metrics},
         "tracking_all_nodes": ours,
@@ -140,7 +147,7 @@ def main() -> None:
             "id_switches": ours_shared["num_switches"] <= sleap["num_switches"],
         },
     }
-    write_section(RESULTS, "multi_animal", payload)
+    write_section(RESULTS, args.section, payload)
     print(json.dumps(payload, indent=1, default=float))
 
 

@@ -37,24 +37,33 @@ _LAZY = {
     "compare": "keyhead.compare",
     "cross_validate": "keyhead.crossval",
     "flip_predict": "keyhead.models.tta",
+    "CentroidCodec": "keyhead.models.codecs",
+    "InstanceFrames": "keyhead.types",
+    "load_instances": "keyhead.data.formats",
+    "TopDownPredictor": "keyhead.topdown.predict",
+    "train_topdown": "keyhead.topdown.train",
+    "Tracker": "keyhead.inference.tracking",
 }
 
 if TYPE_CHECKING:
     from keyhead.compare import compare
     from keyhead.config import RunConfig, load_config
     from keyhead.crossval import cross_validate
-    from keyhead.data.formats import load_labels
+    from keyhead.data.formats import load_instances, load_labels
     from keyhead.data.formats.convert import convert_labels
     from keyhead.export.onnx import export_onnx
     from keyhead.inference.ensembles import predict_ensemble
     from keyhead.inference.smoothing import smooth_predictions
+    from keyhead.inference.tracking import Tracker
     from keyhead.models.build import load_run
-    from keyhead.models.codecs import CoordCodec, HeatmapCodec
+    from keyhead.models.codecs import CentroidCodec, CoordCodec, HeatmapCodec
     from keyhead.models.model import KeypointModel, create_model
     from keyhead.models.tta import flip_predict
     from keyhead.report.html import write_report
     from keyhead.runtime import OnnxKeypointModel
-    from keyhead.types import Keypoints, LabeledFrames
+    from keyhead.topdown.predict import TopDownPredictor
+    from keyhead.topdown.train import train_topdown
+    from keyhead.types import InstanceFrames, Keypoints, LabeledFrames
 
 
 def __getattr__(name: str) -> Any:
@@ -72,14 +81,18 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "CentroidCodec",
     "CoordCodec",
     "HeatmapCodec",
+    "InstanceFrames",
     "KeyheadError",
     "KeypointModel",
     "Keypoints",
     "LabeledFrames",
     "OnnxKeypointModel",
     "RunConfig",
+    "TopDownPredictor",
+    "Tracker",
     "compare",
     "convert_labels",
     "create_model",
@@ -87,9 +100,11 @@ __all__ = [
     "export_onnx",
     "flip_predict",
     "load_config",
+    "load_instances",
     "load_labels",
     "load_run",
     "predict_ensemble",
     "smooth_predictions",
+    "train_topdown",
     "write_report",
 ]

@@ -289,7 +289,10 @@ def report(
 ) -> None:
     """Write one self-contained HTML page: metrics, curves, overlays, heatmaps, reliability, video traces, config."""
     from keyhead.report.html import write_report
+    from keyhead.topdown import is_topdown_run
 
+    if is_topdown_run(run_dir):
+        from keyhead.topdown.report import write_topdown_report as write_report  # noqa: F811
     typer.echo(f"wrote {write_report(run_dir, out, video_predictions)}")
 
 

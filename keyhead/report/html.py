@@ -359,9 +359,14 @@ def write_report(
         parts.append("<h2>Resolved config</h2>")
         parts.append(f"<pre>{html.escape((run / 'config.yaml').read_text())}</pre>")
 
+    return write_page(target, f"keyhead report: {run.resolve().name}", parts)
+
+
+def write_page(target: Path, title: str, parts: list[str]) -> Path:
+    """Write one self-contained HTML page (the report style) from its body ``parts``, atomically."""
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>keyhead report: {html.escape(run.resolve().name)}</title><style>{CSS}</style></head>"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
         f"<body>\n{chr(10).join(parts)}\n</body></html>\n"
     )
     with atomic_write(target, encoding="utf-8") as f:

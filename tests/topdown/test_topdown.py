@@ -149,3 +149,12 @@ def test_resume_of_a_finished_topdown_run_keeps_both_stages(topdown_run: Path, t
     main(["train", "--resume", str(copy), "--no-progress"])
     assert (copy / "pose" / "model.safetensors").read_bytes() == before
     assert (copy / "metrics.json").is_file()
+
+
+def test_report_of_a_topdown_run(topdown_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    page = topdown_run / "report.html"
+    assert "OKS mAP" in page.read_text()  # written at the end of training
+    code, out, err = cli(capsys, "report", topdown_run, "--out", tmp_path / "r.html")
+    assert code == 0, err
+    text = (tmp_path / "r.html").read_text()
+    assert "End to end" in text and "data:image/png;base64" in text and 'href="pose/report.html"' in text
