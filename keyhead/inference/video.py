@@ -25,7 +25,6 @@ from keyhead.io.atomic import atomic_path, atomic_write, make_dir
 from keyhead.io.predictions import format_frame_rows, iter_prediction_chunks, prediction_header
 from keyhead.io.rundir import RUN_FILES, check_run_dir, read_skeleton
 from keyhead.io.video import VIDEO_SUFFIXES, VideoInfo, check_distinct_stems, iter_frames, probe, transcode
-from keyhead.report.plots import identity_colours
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -329,6 +328,8 @@ def write_labeled_video(
                 if instances == 1:
                     _draw(img, xy[pos], conf[pos], threshold, skeleton, colors)
                 else:
+                    from keyhead.report.plots import identity_colours  # matplotlib: not on the torch-free path
+
                     parts = zip(np.split(xy[pos], instances), np.split(conf[pos], instances), strict=True)
                     for (pts, c), colour in zip(parts, identity_colours(instances), strict=True):
                         _draw(img, pts, c, threshold, skeleton, [colour], colour)

@@ -23,7 +23,7 @@ def samples(shared_data: Path) -> Path:
     folder = shared_data / "sleap-multi-animal-samples"
     if not (folder / "minimal_instance.slp").is_file():
         pytest.skip(f"SLEAP samples not found at {folder}")
-    return folder
+    return folder.resolve()  # the reader names files by their resolved paths (../shared may be a link)
 
 
 def test_minimal_instance_extracts_its_frame(samples, tmp_path):
