@@ -128,6 +128,8 @@ def predict(
     videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
     images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
     if is_topdown_run(run_dir):  # several animals: tracked videos, multi-animal image tables
+        if flip or ensemble or runtime != "torch":
+            raise KeyheadError("--flip, --ensemble and --runtime: not for multi-animal runs yet; predict without them")
         args = (batch_size, labeled_video, threshold, not restart, max_frames, not no_progress, not no_overlays)
         return predict_topdown(run_dir, images, videos, out, *args)
     if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):

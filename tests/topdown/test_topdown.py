@@ -158,3 +158,13 @@ def test_report_of_a_topdown_run(topdown_run: Path, tmp_path: Path, capsys: pyte
     assert code == 0, err
     text = (tmp_path / "r.html").read_text()
     assert "End to end" in text and "data:image/png;base64" in text and 'href="pose/report.html"' in text
+
+
+@pytest.mark.parametrize("option", [("--flip",), ("--runtime", "onnx")], ids=["flip", "onnx"])
+def test_single_animal_only_predict_options_are_refused(
+    topdown_run: Path, herd: Path, tmp_path: Path, capsys: pytest.CaptureFixture, option: tuple[str, ...]
+) -> None:
+    image = sorted((herd / "labeled-data").rglob("*.png"))[0]
+    code, _, err = cli(capsys, "predict", topdown_run, image, "--out", tmp_path / "p", *option)
+    assert_user_error(code, err, option[0], "multi-animal")
+    assert not (tmp_path / "p").exists()
