@@ -39,7 +39,8 @@ def predict_frames(
 
 def split_metrics(frames: InstanceFrames, rows: list[int], found: list[Instances]) -> dict[str, Any]:
     """Per-instance pixel error after optimal matching, OKS mAP (COCO), missed and false instances."""
-    gts = [frames.keypoints[i][frames.present()[i]] for i in rows]
+    present = frames.present()  # once, not per row
+    gts = [frames.keypoints[i][present[i]] for i in rows]
     preds = [f.xy for f in found]
     errors = instance_errors(preds, gts)
     ap = oks_map(preds, [f.score for f in found], gts)
