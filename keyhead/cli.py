@@ -91,7 +91,7 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
-    inputs: Annotated[list[Path], typer.Argument(help="images, folders of images, or videos (any codec)")],
+    inputs: Annotated[list[Path], typer.Argument(help="images, videos (any codec), or folders of them")],
     out: Annotated[Path | None, typer.Option(help="output folder (default RUN_DIR/predictions)")] = None,
     threshold: Annotated[float, typer.Option(help="confidence below which points are drawn hollow")] = 0.5,
     no_overlays: Annotated[bool, typer.Option("--no-overlays")] = False,
@@ -101,12 +101,19 @@ def predict(
         str,
         typer.Option(
             help="videos: torch (eager), onnx (onnxruntime; graphs exported once to RUN_DIR/video_onnx, later runs "
-            "start without torch), compile (torch.compile) or torch-bf16 (bfloat16 autocast)"
+            "start without torch), openvino (the same graphs in OpenVINO), onnx-int8 (int8, calibrated on the run's "
+            "frames; see keyhead export --format onnx-int8), compile (torch.compile) or torch-bf16 (bfloat16)"
         ),
     ] = "torch",
     labeled_video: Annotated[bool, typer.Option("--labeled-video", help="videos: also write a labelled MP4")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="videos: start over instead of resuming")] = False,
     max_frames: Annotated[int | None, typer.Option(help="videos: predict only the first N frames")] = None,
+    jobs: Annotated[
+        int, typer.Option(help="videos: N at once with one model (helps when decoding/writing leaves cores idle)")
+    ] = 1,
+    shard: Annotated[
+        str | None, typer.Option(help="videos: I/N, every Nth by name from the I-th (a job array's task I of N)")
+    ] = None,
     ensemble: Annotated[
         list[Path] | None, typer.Option(help="another run folder whose predictions are combined (repeatable)")
     ] = None,
@@ -120,13 +127,16 @@ def predict(
 
     A video gives ``<stem>.csv`` (DLC format: x, y, likelihood per keypoint, one row per frame), ``<stem>_video.json``
     (temporal norm, confidence, frames/s) and with --labeled-video an MP4 with the points drawn; an interrupted
-    video prediction resumes where it stopped.
+    video prediction resumes where it stopped. A folder's videos are all predicted, sorted by name.
     """
-    from keyhead.io.video import VIDEO_SUFFIXES
+    from keyhead.inference.parallel import plan_inputs
     from keyhead.topdown import is_topdown_run, predict_topdown
 
-    videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
-    images = [p for p in inputs if p.suffix.lower() not in VIDEO_SUFFIXES]
+    images, videos, at = plan_inputs(inputs, jobs, shard, runtime)
+    if images and runtime in ("openvino", "onnx-int8"):
+        raise KeyheadError(f"--runtime {runtime} is for videos; predict images with --runtime torch or onnx")
+    if (jobs != 1 or at) and (ensemble or run_dir.suffix.lower() == ".onnx" or is_topdown_run(run_dir)):
+        raise KeyheadError("--jobs and --shard are for one run folder's videos; leave them out here")
     if is_topdown_run(run_dir):  # several animals: tracked videos, multi-animal image tables
         if flip or ensemble or runtime != "torch":
             raise KeyheadError("--flip, --ensemble and --runtime: not for multi-animal runs yet; predict without them")
@@ -138,20 +148,18 @@ def predict(
         if given:
             mode = "--ensemble" if ensemble else "an ONNX model on images"
             raise KeyheadError(f"{given[0]}: not supported with {mode} yet; leave it out or predict with one run")
-        _predict_light_or_ensemble(
+        from keyhead.inference.ensembles import predict_light_or_ensemble
+
+        return predict_light_or_ensemble(
             run_dir, images, videos, out, runtime, ensemble, combine, no_overlays, threshold, batch_size, no_progress
         )
-        return
     if videos:
         from keyhead.inference.video import predict_videos
 
         if flip:
             raise KeyheadError("--flip is for images; video prediction does not support it yet")
-        resume = not restart
-        results = predict_videos(
-            run_dir, videos, out, batch_size, runtime, labeled_video, threshold, resume, max_frames, not no_progress
-        )
-        for res in results:
+        args = (batch_size, runtime, labeled_video, threshold, not restart, max_frames, not no_progress, jobs, at)
+        for res in predict_videos(run_dir, videos, out, *args):
             typer.echo(
                 f"{res.csv}: {res.n_frames} frames, {res.frames_per_second:.1f} frames/s, "
                 f"temporal norm {res.summary_data['temporal_norm_px']:.2f} px"
@@ -163,50 +171,25 @@ def predict(
         predict_images(run_dir, images, out, not no_overlays, threshold, batch_size, not no_progress, flip=flip)
 
 
-def _predict_light_or_ensemble(
-    run_dir: Path,
-    images: list[Path],
-    videos: list[Path],
-    out: Path | None,
-    runtime: str,
-    ensemble: list[Path] | None,
-    combine: str,
-    no_overlays: bool,
-    threshold: float,
-    batch_size: int = 16,
-    no_progress: bool = True,
-) -> None:
-    """``keyhead predict`` with an ONNX model (no torch) or an ensemble of runs (images; ensembles also videos)."""
-    if ensemble:
-        from keyhead.inference.ensembles import predict_ensemble
-
-        predict_ensemble(
-            [run_dir, *ensemble],
-            [*images, *videos],
-            out,
-            combine=combine,
-            runtime=runtime,
-            batch_size=batch_size,
-            progress=not no_progress,
-        )
-        return
-    if videos:
-        raise KeyheadError(f"{videos[0]}: a .onnx model predicts images; for videos pass the run folder")
-    from keyhead.runtime import predict_images_onnx
-
-    predict_images_onnx(run_dir, images, out, overlays=not no_overlays, threshold=threshold)
-
-
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="a run folder")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx (model + decoder, dynamic batch)")] = "onnx",
+    fmt: Annotated[
+        str, typer.Option("--format", help="onnx (model + decoder, dynamic batch) or onnx-int8 (video graphs)")
+    ] = "onnx",
     out: Annotated[Path | None, typer.Option(help="the .onnx file (default RUN_DIR/model.onnx)")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset version")] = 18,
+    int8_tolerance: Annotated[float, typer.Option(help="onnx-int8: largest mean px deviation from float32")] = 2.0,
 ) -> None:
-    """Export a run's model with its decoder: keypoints (B, K, 2) in input pixels + confidence (B, K), and a sidecar."""
+    """Export a run's model with its decoder: keypoints (B, K, 2) in input pixels + confidence (B, K), and a sidecar;
+    ``--format onnx-int8`` quantizes the run's video graphs on its labelled frames (``--runtime onnx-int8``)."""
+    if fmt == "onnx-int8":
+        from keyhead.export.quantize import quantize_run
+
+        quantize_run(run_dir, int8_tolerance)
+        return typer.echo(f"predict with: keyhead predict {run_dir} VIDEO --runtime onnx-int8")
     if fmt != "onnx":
-        raise KeyheadError(f"--format {fmt!r}: only onnx is supported")
+        raise KeyheadError(f"--format {fmt!r}: choose onnx or onnx-int8")
     from keyhead.export.onnx import TOLERANCE_PX, export_onnx, sidecar_path
 
     path = export_onnx(run_dir, out, opset=opset)

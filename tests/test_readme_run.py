@@ -74,6 +74,7 @@ ENSEMBLE = (
     "keyhead predict runs/a frames/ test_vid.mp4 --ensemble runs/b --ensemble runs/c --combine median --out preds/"
 )
 VIDEOS = "keyhead predict runs/my_run session1.mp4 session2.avi --labeled-video"
+MANY_VIDEOS = "keyhead predict runs/my_run videos/ --jobs 2 --out predictions/"
 LOCAL_WEIGHTS = "keyhead train heatmap_resnet18 data.path=path/to/project model.pretrained=resnet18.safetensors"
 
 # README line -> (arguments appended, check of what it wrote). They run in this order on one shared sandbox.
@@ -103,6 +104,7 @@ RUN: dict[str, tuple[tuple[str, ...], Check]] = {
         QUICK_VIDEO,
         wrote(*(f"runs/my_run/predictions/{s}{f}" for s in ("session1", "session2") for f in (".csv", "_labeled.mp4"))),
     ),
+    MANY_VIDEOS: (QUICK_VIDEO, wrote(*(f"predictions/{s}.csv" for s in ("session1", "session2", "long")))),
     "keyhead predict runs/my_run long.mp4 --max-frames 500": (
         ("--no-progress",),
         wrote("runs/my_run/predictions/long.csv", "runs/my_run/predictions/long_video.json"),
@@ -166,6 +168,13 @@ SKIP: dict[str, str] = {
     "keyhead synth data/": "run in an empty folder of its own: test_synth_in_empty_folder",
     "keyhead predict runs/my_run long.mp4 --runtime onnx": "exports the video graphs with torch.onnx: ~20 s even for "
     "the tiny model (tests/inference/test_video.py runs --runtime onnx)",
+    "keyhead predict runs/my_run /data/videos/ --out /data/predictions/ --shard $SLURM_ARRAY_TASK_ID/10 --jobs 2 "
+    "--no-progress": "a SLURM job array's task; tests/inference/test_parallel_videos.py runs --shard 0/2 and 1/2 "
+    "as two concurrent local processes through the CLI",
+    "keyhead predict runs/my_run long.mp4 --runtime openvino": "exports the video graphs with torch.onnx (~20 s); "
+    "tests/inference/test_video_runtimes.py runs --runtime openvino through the CLI",
+    "keyhead export runs/my_run --format onnx-int8": "exports and quantizes (~30 s); "
+    "tests/inference/test_video_runtimes.py runs --format onnx-int8 and --runtime onnx-int8 through the CLI",
     "keyhead export runs/heatmap_lite0 --format onnx": "torch.onnx export: ~15 s even for the tiny model "
     "(tests/export/test_onnx.py)",
     "keyhead predict runs/heatmap_lite0/model.onnx frames/ --runtime onnx --out preds/": "needs the export above "
@@ -270,6 +279,9 @@ def sandbox(synth: Path, tmp_path_factory) -> Path:
             for frame in src.decode(video=0):
                 dst.mux(stream.encode(frame.reformat(format="yuvj420p")))
             dst.mux(stream.encode())
+        Path("videos").mkdir()  # a folder of videos
+        for name in ("session1.mp4", "session2.avi", "long.mp4"):
+            shutil.copy(name, Path("videos") / name)
         shutil.copy("data/CollectedData.csv", "CollectedData.csv")  # a Lightning Pose table with its images beside it
         shutil.copy("data/keyhead_synth.yaml", "keyhead_synth.yaml")
         shutil.copytree("data/labeled-data", "labeled-data")

@@ -133,15 +133,21 @@ def export_video_graphs(model: KeypointModel, folder: str | os.PathLike, extra_m
     return folder
 
 
-def run_video_net(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> OnnxVideoNet:
-    """The run's video graphs, exported now (and cached in ``RUN_DIR/video_onnx/``) if absent or stale.
+def run_video_net(
+    run_dir: str | os.PathLike,
+    weights: str = "model.safetensors",
+    threads: int | None = None,
+    backend: str = "onnxruntime",
+) -> OnnxVideoNet:
+    """The run's float32 video graphs, exported now (and cached in ``RUN_DIR/video_onnx/``) if absent or stale,
+    opened in ``backend`` ("onnxruntime" or "openvino") with ``threads`` intra-op threads.
 
     A run folder that cannot be written to gets its graphs in a temporary folder, exported on every call.
     """
     from keyhead.models.build import load_run
     from keyhead.runtime.video_onnx import cached_video_net
 
-    net = cached_video_net(run_dir, weights)
+    net = cached_video_net(run_dir, weights, threads, backend)
     if net is not None:
         return net
     model, _ = load_run(run_dir, weights)
@@ -149,12 +155,12 @@ def run_video_net(run_dir: str | os.PathLike, weights: str = "model.safetensors"
     try:
         folder = export_video_graphs(model, Path(run_dir) / FOLDER, meta)
     except PermissionError:
-        return model_video_net(model)
-    return OnnxVideoNet(folder)
+        return model_video_net(model, threads, backend)
+    return OnnxVideoNet(folder, threads, backend)
 
 
-def model_video_net(model: KeypointModel) -> OnnxVideoNet:
+def model_video_net(model: KeypointModel, threads: int | None = None, backend: str = "onnxruntime") -> OnnxVideoNet:
     """Video graphs of an in-memory model, exported to a temporary folder (not cached)."""
     with tempfile.TemporaryDirectory(prefix="keyhead-video-onnx-") as tmp:
-        net = OnnxVideoNet(export_video_graphs(model, tmp))
+        net = OnnxVideoNet(export_video_graphs(model, tmp), threads, backend)
     return net

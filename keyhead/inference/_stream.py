@@ -218,12 +218,6 @@ def window_indices(targets: range, offsets: list[int], last: int) -> np.ndarray:
     return np.clip(t, 0, last)
 
 
-def to_original(xy: np.ndarray, wh: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
-    """Input-pixel (x, y) (..., 2) -> original-frame pixels (the inverse of the whole-frame resize)."""
-    s = np.array([wh[0] / input_size[1], wh[1] / input_size[0]])
-    return (xy.astype(np.float64) + 0.5) * s - 0.5
-
-
 def completed_rows(partial: os.PathLike, header: str) -> int:
     """Frames already written to a partial CSV with this header (0 if absent or from another model)."""
     if not os.path.isfile(partial):

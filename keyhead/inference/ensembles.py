@@ -163,3 +163,30 @@ def predict_ensemble(
                     json.dump(info, f, indent=1)
             print(f"ensemble of {len(runs)} runs ({combine}) -> {main}")
     return out
+
+
+def predict_light_or_ensemble(
+    run_dir: Path,
+    images: list[Path],
+    videos: list[Path],
+    out: Path | None,
+    runtime: str,
+    ensemble: list[Path] | None,
+    combine: str,
+    no_overlays: bool,
+    threshold: float,
+    batch_size: int = 16,
+    no_progress: bool = True,
+) -> None:
+    """``keyhead predict`` with an ONNX model (no torch) or an ensemble of runs (images; ensembles also videos)."""
+    if ensemble:
+        from keyhead.inference.ensembles import predict_ensemble
+
+        opts = dict(combine=combine, runtime=runtime, batch_size=batch_size, progress=not no_progress)
+        predict_ensemble([run_dir, *ensemble], [*images, *videos], out, **opts)
+        return
+    if videos:
+        raise KeyheadError(f"{videos[0]}: a .onnx model predicts images; for videos pass the run folder")
+    from keyhead.runtime import predict_images_onnx
+
+    predict_images_onnx(run_dir, images, out, overlays=not no_overlays, threshold=threshold)

@@ -37,7 +37,9 @@ __all__ = [
     "transcode",
 ]
 
-RUNTIMES = ("torch", "onnx", "compile", "torch-bf16")
+RUNTIMES = ("torch", "onnx", "openvino", "onnx-int8", "compile", "torch-bf16")
+#: runtimes that run the run's cached ONNX video graphs (no torch once the graphs exist)
+GRAPH_RUNTIMES = ("onnx", "openvino", "onnx-int8")
 
 
 @dataclass
@@ -81,7 +83,9 @@ def predict_video(
         keypoint_names: the K names, in model order (CSV columns).
         batch_size: frames per forward pass.
         runtime: "torch" (eager), "onnx" (onnxruntime runs the network and decoder; a model given here is
-            exported to a temporary folder first), "compile" (torch.compile) or "torch-bf16" (eager under
+            exported to a temporary folder first), "openvino" (the same graphs run by OpenVINO), "onnx-int8"
+            (int8 convolutions calibrated on the run's labelled frames, see :mod:`keyhead.export.quantize`;
+            run folders only), "compile" (torch.compile) or "torch-bf16" (eager under
             bfloat16 autocast: ~1.8x faster on CPUs with BF16 instructions, but not the same keypoints: on a
             trained model median 0.23 px, 95th percentile 1.6 px from float32, and ambiguous frames can flip).
         labeled_video: also write ``<stem>_labeled.mp4`` with the points drawn.
@@ -99,7 +103,8 @@ def predict_video(
     """
     from tqdm import tqdm
 
-    from keyhead.inference._stream import BatchReader, FeatureStore, to_original, window_indices
+    from keyhead.inference._stream import BatchReader, FeatureStore, window_indices
+    from keyhead.io.images import to_original
 
     if batch_size < 1:
         raise KeyheadError(f"--batch-size {batch_size}: give a positive number of frames per forward pass")
@@ -196,16 +201,49 @@ def _video_net(model: Any, runtime: str) -> Any:
     if runtime not in RUNTIMES:
         raise KeyheadError(f"--runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
     if isinstance(model, OnnxVideoNet):
-        if runtime != "onnx":
-            raise KeyheadError(f"ONNX video graphs run with runtime='onnx', not {runtime!r}")
+        if runtime not in GRAPH_RUNTIMES:
+            raise KeyheadError(f"ONNX video graphs run with runtime {'/'.join(GRAPH_RUNTIMES)}, not {runtime!r}")
         return model
-    if runtime == "onnx":
+    if runtime == "onnx-int8":
+        raise KeyheadError("runtime 'onnx-int8' quantizes a run folder's graphs on its labelled frames: give a run")
+    if runtime in GRAPH_RUNTIMES:
         from keyhead.export.video import model_video_net
 
-        return model_video_net(model)
+        return model_video_net(model, backend="openvino" if runtime == "openvino" else "onnxruntime")
     from keyhead.inference._stream import TorchVideoNet
 
     return TorchVideoNet(model, compile=runtime == "compile", bf16=runtime == "torch-bf16")
+
+
+def open_video_net(run: Path, runtime: str, threads: int | None = None) -> Any:
+    """The network of a run folder for ``runtime``: the model (torch runtimes) or its cached video graphs
+    (ONNX runtimes: exported once into ``RUN_DIR/video_onnx/``, which needs torch; later calls import no torch).
+
+    Args:
+        run: a checked run folder.
+        runtime: one of :data:`RUNTIMES`.
+        threads: intra-op threads of the ONNX runtimes (default: all cores); torch runtimes use torch's setting.
+    """
+    if runtime not in RUNTIMES:
+        raise KeyheadError(f"--runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
+    if runtime in GRAPH_RUNTIMES:
+        from keyhead.runtime.video_onnx import cached_video_net
+
+        backend, int8 = ("openvino" if runtime == "openvino" else "onnxruntime"), runtime == "onnx-int8"
+        net = cached_video_net(run, threads=threads, backend=backend, int8=int8)
+        if net is None and int8:  # quantized once, on the run's labelled frames (needs torch and the data)
+            from keyhead.export.quantize import quantize_run
+
+            quantize_run(run)
+            net = cached_video_net(run, threads=threads, int8=True)
+        if net is None:
+            from keyhead.export.video import run_video_net
+
+            net = run_video_net(run, threads=threads, backend=backend)
+        return net
+    from keyhead.models.build import load_run
+
+    return load_run(run)[0]
 
 
 def _pca_errors(pca: Any, xy: np.ndarray) -> np.ndarray:
@@ -373,41 +411,48 @@ def predict_videos(
     resume: bool = True,
     max_frames: int | None = None,
     progress: bool = True,
+    jobs: int = 1,
+    shard: tuple[int, int] | None = None,
 ) -> list:
     """Predict every frame of each video (streaming): ``<stem>.csv``, ``<stem>_video.json``, optional labelled MP4.
 
     The model is loaded from the run folder alone (no training data is read). With ``runtime="onnx"`` the run's
     ONNX graphs are used (exported once into ``RUN_DIR/video_onnx/``, which needs torch; later calls do not
-    import torch at all). See :func:`keyhead.inference.video.predict_video` for the arguments.
+    import torch at all). See :func:`keyhead.inference.video.predict_video` for the other arguments.
+
+    Args:
+        jobs: videos predicted at once by worker threads sharing the loaded network (ONNX runtimes: one session
+            per worker), the cores split between them (:mod:`keyhead.inference.parallel`); one overall progress
+            bar then replaces the per-video bars. Helps when decoding and writing leave cores idle.
+        shard: ``(I, N)``: predict only the videos at positions ``pos % N == I`` of all videos sorted by name, so
+            that N processes (a cluster job array) share one batch, each writing its own videos' files.
 
     Returns:
-        One :class:`keyhead.inference.video.VideoPrediction` per video.
+        One :class:`keyhead.inference.video.VideoPrediction` per video (of the shard), in input order.
+
+    Example:
+        >>> predict_videos("runs/my_run", ["a.mp4", "b.mp4", "c.mp4"], jobs=2, shard=(0, 2))  # doctest: +SKIP
     """
+    from keyhead.inference.parallel import check_jobs, run_workers, select_shard, threads_per_worker, torch_threads
+
+    check_jobs(jobs, runtime)
     check_distinct_stems(videos)
+    videos = select_shard(videos, shard)
     run = check_run_dir(run_dir, (*RUN_FILES, "keypoints.txt"))
-    if runtime == "onnx":
-        from keyhead.runtime.video_onnx import cached_video_net
-
-        model = cached_video_net(run)
-        if model is None:
-            from keyhead.export.video import run_video_net
-
-            model = run_video_net(run)
-    elif runtime in RUNTIMES:
-        from keyhead.models.build import load_run
-
-        model, _ = load_run(run)
-    else:
-        raise KeyheadError(f"--runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
+    if not videos:  # a shard of a job array larger than the batch
+        return []
+    workers = min(jobs, len(videos))
+    threads = threads_per_worker(workers) if workers > 1 else None
+    model = open_video_net(run, runtime, threads=threads)
     names = list(model.keypoint_names)
     index = {n: i for i, n in enumerate(names)}
     skeleton = [(index[a], index[b]) for a, b in read_skeleton(run) if a in index and b in index]
     out = Path(out_dir) if out_dir else run / "predictions"
     pca = load_pca(run / "pca.safetensors") if (run / "pca.safetensors").is_file() else None
-    results = []
-    for video in videos:
-        res = predict_video(
-            model,
+
+    def one(video: str | os.PathLike, net: Any, bar: bool = progress) -> VideoPrediction:
+        return predict_video(
+            net,
             video,
             out,
             names,
@@ -418,8 +463,15 @@ def predict_videos(
             skeleton=skeleton,
             resume=resume,
             max_frames=max_frames,
-            progress=progress,
+            progress=bar,
             pca=pca,
         )
-        results.append(res)
-    return results
+
+    if workers == 1:
+        return [one(video, model) for video in videos]
+    # graph runtimes: a session per worker, each with its own pool of `threads`; torch: one model, its pool split
+    graphs = runtime in GRAPH_RUNTIMES
+    nets = [model, *(open_video_net(run, runtime, threads=threads) if graphs else model for _ in range(workers - 1))]
+    with torch_threads(None if graphs else threads):
+        desc = f"{len(videos)} videos, {workers} at once"
+        return run_workers(lambda video, net: one(video, net, bar=False), videos, nets, progress, desc)

@@ -69,6 +69,12 @@ def warp(image: np.ndarray, matrix: np.ndarray, out_wh: tuple[int, int]) -> np.n
     return out[..., None] if out.ndim == 2 else out
 
 
+def to_original(xy: np.ndarray, wh: tuple[int, int], input_size: tuple[int, int]) -> np.ndarray:
+    """Input-pixel (x, y) (..., 2) -> original-frame pixels (the inverse of the whole-frame resize)."""
+    s = np.array([wh[0] / input_size[1], wh[1] / input_size[0]])
+    return (xy.astype(np.float64) + 0.5) * s - 0.5
+
+
 def resize_like_training(image: np.ndarray, input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Resize a whole image or frame (H, W[, C]) to the model input ``(h, w)`` as training and evaluation do.
 

@@ -1,11 +1,15 @@
-"""The one way keyhead opens an onnxruntime session (CPU; no torch import, for torch-free prediction)."""
+"""The one way keyhead opens an ONNX graph for the CPU: onnxruntime, or OpenVINO for ``--runtime openvino`` (no torch
+import, for torch-free prediction)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ort_session"]
+from keyhead.errors import KeyheadError
+
+__all__ = ["BACKENDS", "graph_session", "ort_session"]
 
 
 def ort_session(path: str | os.PathLike, threads: int | None = None) -> Any:
@@ -22,3 +26,44 @@ def ort_session(path: str | os.PathLike, threads: int | None = None) -> Any:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+BACKENDS = ("onnxruntime", "openvino")
+
+
+class _OpenVinoSession:
+    """An ONNX graph compiled by OpenVINO for the CPU, called like an onnxruntime session (``run(None, feed)``)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise KeyheadError(
+                "--runtime openvino needs the openvino package: pip install openvino (or keyhead[openvino]), "
+                "or use --runtime onnx"
+            ) from None
+        core = ov.Core()
+        # compiled graphs are cached beside the ONNX file: later start-ups skip OpenVINO's graph compilation
+        core.set_property({"CACHE_DIR": str(Path(path).parent / "openvino_cache")})
+        # f32 always: on CPUs with AMX / AVX-512 BF16 OpenVINO would otherwise compute in bfloat16 (other keypoints)
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": threads or os.cpu_count() or 1,
+            "INFERENCE_PRECISION_HINT": "f32",
+        }
+        self._compiled = core.compile_model(str(path), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self._outputs = list(self._compiled.outputs)
+
+    def run(self, _names: Any, feed: dict[str, Any]) -> list[Any]:
+        result = self._request.infer(feed)  # outputs are copied (share_outputs=False): later calls cannot overwrite
+        return [result[o] for o in self._outputs]
+
+
+def graph_session(path: str | os.PathLike, threads: int | None = None, backend: str = "onnxruntime") -> Any:
+    """A CPU session of an ONNX graph in ``backend`` ("onnxruntime" or "openvino"), called as ``run(None, feed)``."""
+    if backend == "openvino":
+        return _OpenVinoSession(path, threads)
+    if backend != "onnxruntime":
+        raise KeyheadError(f"ONNX backend {backend!r}: choose {', '.join(BACKENDS)}")
+    return ort_session(path, threads)
