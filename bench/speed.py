@@ -192,6 +192,36 @@ def startup(run: Path, video: Path, runtime: str) -> float:
     return round(best, 2)
 
 
+def pipeline_parts(video: Path, input_size: tuple[int, int], keypoints: int = 17, batch: int = 16) -> dict:
+    """Frames/s of the pipeline's parts without a network, each alone on the machine: decoding (PyAV), decoding +
+    resizing + batching (the reader thread), and formatting CSV rows; with the network's frames/s they give the
+    pipeline's ceiling on these cores when the parts cannot overlap (1 / sum of 1 / fps)."""
+    from keyhead.inference._stream import BatchReader
+    from keyhead.io.predictions import format_frame_rows
+    from keyhead.io.video import iter_frames
+
+    t0 = time.perf_counter()
+    n = sum(1 for _ in iter_frames(video, 3))
+    decode = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    reader = BatchReader(iter_frames(video, 3), input_size, batch)
+    m = sum(len(x) for _, x, _ in reader)
+    reader.close()
+    read = m / (time.perf_counter() - t0)
+    xy = np.random.default_rng(0).random((batch, keypoints, 2)) * 300
+    conf = np.random.default_rng(1).random((batch, keypoints))
+    t0 = time.perf_counter()
+    for first in range(0, n, batch):
+        format_frame_rows(first, xy, conf)
+    rows = n / (time.perf_counter() - t0)
+    return {
+        "frames": n,
+        "decode_fps": round(decode, 1),
+        "decode_resize_batch_fps": round(read, 1),
+        "csv_rows_fps": round(rows, 1),
+    }
+
+
 def import_breakdown(module: str = "keyhead.models.build") -> dict:
     """Seconds a fresh process spends importing ``module`` and, inside it, torch, timm and torchvision (cumulative
     times from ``python -X importtime``; best of 3): what bounds an eager start-up."""
@@ -224,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=None, help="predict only the first N frames (smoke runs)")
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--no-results", action="store_true", help="do not write bench/results/speed.json")
+    ap.add_argument("--parts-only", action="store_true", help="only the pipeline parts, added to speed.json")
     args = ap.parse_args(argv)
     video = MOUSE / "videos" / "test_vid.mp4"
     if not video.is_file():
@@ -231,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     flags = cpu_flags()
     print(f"[bench] {flags}, torch threads {torch.get_num_threads()}", flush=True)
+    parts = pipeline_parts(video, (256, 256))
+    print(f"[bench] pipeline parts at 256x256 (no network): {parts}", flush=True)
+    if args.parts_only:
+        payload = json.loads(RESULTS.read_text())
+        payload["pipeline_parts_256"] = {**parts, "cpu": flags}
+        RESULTS.write_text(json.dumps(payload, indent=1))
+        return 0
     limit = machine_limit()
     print(f"[bench] machine limit: {limit}", flush=True)
     imports = import_breakdown()
@@ -285,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": 16,
         "machine_limit": limit,
         "import_seconds": imports,
+        "pipeline_parts_256": parts,
         "targets": {
             "pipeline_over_network": 0.9,
             "network_over_conv_limit": 0.6,

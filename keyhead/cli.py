@@ -118,6 +118,7 @@ def predict(
         list[Path] | None, typer.Option(help="another run folder whose predictions are combined (repeatable)")
     ] = None,
     combine: Annotated[str, typer.Option(help="with --ensemble: median or mean of the members' (x, y)")] = "median",
+    device: Annotated[str, typer.Option(help="torch runtimes: auto (a GPU if there is one), cpu, cuda, mps")] = "auto",
     no_progress: Annotated[bool, typer.Option("--no-progress")] = False,
 ) -> None:
     """Predict keypoints on images (CSV + overlays, prediction red, truth green) or videos (CSV per video, streamed).
@@ -159,7 +160,7 @@ def predict(
         if flip:
             raise KeyheadError("--flip is for images; video prediction does not support it yet")
         args = (batch_size, runtime, labeled_video, threshold, not restart, max_frames, not no_progress, jobs, at)
-        for res in predict_videos(run_dir, videos, out, *args):
+        for res in predict_videos(run_dir, videos, out, *args, device=device):
             typer.echo(
                 f"{res.csv}: {res.n_frames} frames, {res.frames_per_second:.1f} frames/s, "
                 f"temporal norm {res.summary_data['temporal_norm_px']:.2f} px"
@@ -168,7 +169,7 @@ def predict(
     if images:
         from keyhead.inference.images import predict_images
 
-        predict_images(run_dir, images, out, not no_overlays, threshold, batch_size, not no_progress, flip=flip)
+        predict_images(run_dir, images, out, not no_overlays, threshold, batch_size, not no_progress, flip, device)
 
 
 @app.command()

@@ -66,17 +66,19 @@ def predict_images(
     batch_size: int = 16,
     progress: bool = True,
     flip: bool = False,
+    device: str = "auto",
 ) -> Path:
     """Predict keypoints on images; writes ``predictions.csv`` (x, y, likelihood) and ``overlays/``.
 
     ``flip`` averages with the prediction on the mirrored image (:func:`keyhead.models.tta.flip_predict`).
     A run trained on face crops (``data.crop: landmarks``) crops each image to the box of its ``.pts`` landmarks
-    when one lies beside it (the 300-W protocol); other images are resized whole.
+    when one lies beside it (the 300-W protocol); other images are resized whole. ``device``: "auto" (a GPU when
+    there is one), "cpu", "cuda" or "mps".
 
     Returns:
         The output folder.
     """
-    model, cfg = load_run(run_dir)
+    model, cfg = load_run(run_dir, device=device)
     images = collect_images(inputs)
     root = Path(os.path.commonpath([str(p.parent) for p in images]))
     k = len(model.keypoint_names)

@@ -215,7 +215,7 @@ def _video_net(model: Any, runtime: str) -> Any:
     return TorchVideoNet(model, compile=runtime == "compile", bf16=runtime == "torch-bf16")
 
 
-def open_video_net(run: Path, runtime: str, threads: int | None = None) -> Any:
+def open_video_net(run: Path, runtime: str, threads: int | None = None, device: str = "auto") -> Any:
     """The network of a run folder for ``runtime``: the model (torch runtimes) or its cached video graphs
     (ONNX runtimes: exported once into ``RUN_DIR/video_onnx/``, which needs torch; later calls import no torch).
 
@@ -223,6 +223,7 @@ def open_video_net(run: Path, runtime: str, threads: int | None = None) -> Any:
         run: a checked run folder.
         runtime: one of :data:`RUNTIMES`.
         threads: intra-op threads of the ONNX runtimes (default: all cores); torch runtimes use torch's setting.
+        device: torch runtimes: "auto" (a GPU when there is one), "cpu", "cuda" or "mps"; ONNX runtimes: CPU.
     """
     if runtime not in RUNTIMES:
         raise KeyheadError(f"--runtime {runtime!r}: choose {', '.join(RUNTIMES)}")
@@ -243,7 +244,7 @@ def open_video_net(run: Path, runtime: str, threads: int | None = None) -> Any:
         return net
     from keyhead.models.build import load_run
 
-    return load_run(run)[0]
+    return load_run(run, device=device)[0]
 
 
 def _pca_errors(pca: Any, xy: np.ndarray) -> np.ndarray:
@@ -413,6 +414,7 @@ def predict_videos(
     progress: bool = True,
     jobs: int = 1,
     shard: tuple[int, int] | None = None,
+    device: str = "auto",
 ) -> list:
     """Predict every frame of each video (streaming): ``<stem>.csv``, ``<stem>_video.json``, optional labelled MP4.
 
@@ -443,7 +445,7 @@ def predict_videos(
         return []
     workers = min(jobs, len(videos))
     threads = threads_per_worker(workers) if workers > 1 else None
-    model = open_video_net(run, runtime, threads=threads)
+    model = open_video_net(run, runtime, threads=threads, device=device)
     names = list(model.keypoint_names)
     index = {n: i for i, n in enumerate(names)}
     skeleton = [(index[a], index[b]) for a, b in read_skeleton(run) if a in index and b in index]

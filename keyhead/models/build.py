@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from keyhead.config import RunConfig, load_config
 from keyhead.errors import KeyheadError
 from keyhead.io.rundir import check_run_dir
 from keyhead.models.calibration import CALIBRATION_FILE, load_calibration
 from keyhead.models.model import KeypointModel, create_model
 from keyhead.models.weights import load_weights, trust_pickle
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """The device prediction runs on: ``auto`` takes CUDA when a GPU is visible, then Apple's MPS, else the CPU;
+    a named device that is not there is a one-line error."""
+    if device not in DEVICES:
+        raise KeyheadError(f"--device {device!r}: choose {', '.join(DEVICES)}")
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        device = "cuda" if cuda else "mps" if mps else "cpu"
+    elif (device == "cuda" and not cuda) or (device == "mps" and not mps):
+        raise KeyheadError(f"--device {device}: no such device on this machine (torch sees none); use --device cpu")
+    return torch.device(device)
 
 
 def check_components(cfg: RunConfig) -> None:
@@ -55,8 +73,15 @@ def _create_model(cfg: RunConfig, keypoint_names: list[str], pretrained: bool | 
     )
 
 
-def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> tuple[KeypointModel, RunConfig]:
+def load_run(
+    run_dir: str | os.PathLike, weights: str = "model.safetensors", device: str = "cpu"
+) -> tuple[KeypointModel, RunConfig]:
     """Load a trained model from a run folder without touching the training data (no download, no scan).
+
+    Args:
+        run_dir: the run folder.
+        weights: the weights file in it.
+        device: where the model goes (:func:`select_device`: "auto", "cpu", "cuda", "mps").
 
     Returns:
         (model in eval mode, its resolved config).
@@ -79,4 +104,4 @@ def load_run(run_dir: str | os.PathLike, weights: str = "model.safetensors") -> 
     )
     model.use_channels_last(cfg.train.channels_last)
     model.calibration = load_calibration(run / CALIBRATION_FILE)
-    return model.eval(), cfg
+    return model.to(select_device(device)).eval(), cfg

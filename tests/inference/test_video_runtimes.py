@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -119,3 +120,18 @@ def test_int8_needs_the_runs_labelled_frames(run_copy, capsys, tmp_path):
     save_config(cfg, run_copy / "config.yaml")
     code, _, err = cli(capsys, "export", run_copy, "--format", "onnx-int8")
     assert_user_error(code, err, "int8 calibration", "gone")
+
+
+def test_openvino_sessions_side_by_side_are_not_pinned_to_one_core(tmp_path):
+    """--jobs N opens N sessions of cores / N threads: pinned, OpenVINO put them all on core 0 (half the speed)."""
+    from keyhead.runtime.session import graph_session
+
+    write_video(tmp_path / "v.mp4", n=3)
+    run = _run_folder(tmp_path / "run")
+    predict_videos(run, [tmp_path / "v.mp4"], tmp_path / "warm", runtime="onnx", max_frames=1, progress=False)
+    whole = graph_session(run / FOLDER / "frame.onnx", None, "openvino")._compiled
+    assert int(whole.get_property("INFERENCE_NUM_THREADS")) == (os.cpu_count() or 1)
+    if (os.cpu_count() or 1) > 1:
+        part = graph_session(run / FOLDER / "frame.onnx", 1, "openvino")._compiled
+        assert int(part.get_property("INFERENCE_NUM_THREADS")) == 1
+        assert part.get_property("ENABLE_CPU_PINNING") is False
