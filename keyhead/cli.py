@@ -131,7 +131,7 @@ def predict(
     video prediction resumes where it stopped. A folder's videos are all predicted, sorted by name.
     """
     from keyhead.inference.parallel import plan_inputs
-    from keyhead.topdown import is_topdown_run, predict_topdown
+    from keyhead.io.rundir import is_topdown_run  # torch-free and light: the ONNX path's start-up
 
     images, videos, at = plan_inputs(inputs, jobs, shard, runtime)
     if images and runtime in ("openvino", "onnx-int8"):
@@ -141,6 +141,8 @@ def predict(
     if is_topdown_run(run_dir):  # several animals: tracked videos, multi-animal image tables
         if flip or ensemble or runtime != "torch":
             raise KeyheadError("--flip, --ensemble and --runtime: not for multi-animal runs yet; predict without them")
+        from keyhead.topdown import predict_topdown
+
         args = (batch_size, labeled_video, threshold, not restart, max_frames, not no_progress, not no_overlays)
         return predict_topdown(run_dir, images, videos, out, *args)
     if ensemble or run_dir.suffix.lower() == ".onnx" or (runtime == "onnx" and not videos):

@@ -111,10 +111,11 @@ def quantize_run(
         raise KeyheadError(f"--int8-tolerance {tolerance_px}: give a positive number of pixels")
     run = Path(run_dir)
     t0 = time.perf_counter()
+    names = [n for n in (run / "keypoints.txt").read_text().splitlines() if n]
+    root, calib_paths, check_paths, truth = _run_frames(run, names)  # first: missing data fails in a second
     fp32 = run_video_net(run)
     folder = run / FOLDER
     meta = read_meta(folder) or {}
-    root, calib_paths, check_paths, truth = _run_frames(run, fp32.keypoint_names)
     if progress:
         print(f"keyhead: int8: calibrating on {len(calib_paths)} training frames, checking {len(check_paths)} frames")
     calib, _ = _frame_inputs(root, calib_paths, fp32.input_size, fp32.in_channels)

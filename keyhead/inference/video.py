@@ -231,6 +231,10 @@ def open_video_net(run: Path, runtime: str, threads: int | None = None, device: 
         from keyhead.runtime.video_onnx import cached_video_net
 
         backend, int8 = ("openvino" if runtime == "openvino" else "onnxruntime"), runtime == "onnx-int8"
+        if backend == "openvino":
+            from keyhead.runtime.session import check_openvino
+
+            check_openvino()  # before any export: a missing package is a one-line error in a second
         net = cached_video_net(run, threads=threads, backend=backend, int8=int8)
         if net is None and int8:  # quantized once, on the run's labelled frames (needs torch and the data)
             from keyhead.export.quantize import quantize_run

@@ -9,7 +9,7 @@ from typing import Any
 
 from keyhead.errors import KeyheadError
 
-__all__ = ["BACKENDS", "graph_session", "ort_session"]
+__all__ = ["BACKENDS", "check_openvino", "graph_session", "ort_session"]
 
 
 def ort_session(path: str | os.PathLike, threads: int | None = None) -> Any:
@@ -31,17 +31,23 @@ def ort_session(path: str | os.PathLike, threads: int | None = None) -> Any:
 BACKENDS = ("onnxruntime", "openvino")
 
 
+def check_openvino() -> Any:
+    """The openvino module, or a one-line error saying how to get it."""
+    try:
+        import openvino
+    except ImportError:
+        raise KeyheadError(
+            "--runtime openvino needs the openvino package: pip install openvino (or keyhead[openvino]), "
+            "or use --runtime onnx"
+        ) from None
+    return openvino
+
+
 class _OpenVinoSession:
     """An ONNX graph compiled by OpenVINO for the CPU, called like an onnxruntime session (``run(None, feed)``)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise KeyheadError(
-                "--runtime openvino needs the openvino package: pip install openvino (or keyhead[openvino]), "
-                "or use --runtime onnx"
-            ) from None
+        ov = check_openvino()
         core = ov.Core()
         # compiled graphs are cached beside the ONNX file: later start-ups skip OpenVINO's graph compilation
         core.set_property({"CACHE_DIR": str(Path(path).parent / "openvino_cache")})

@@ -29,15 +29,26 @@ def _values(csv):
     return np.concatenate([xy.reshape(len(xy), -1), conf], axis=1)
 
 
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    """Per head: a run folder whose video graphs are exported (once for the module: exporting takes seconds)."""
+    root = tmp_path_factory.mktemp("runtimes")
+    write_video(root / "v.mp4", n=9)
+    runs = {}
+    for head in ("heatmap", "mhcrnn"):
+        runs[head] = _run_folder(root / head, head)
+        predict_videos(runs[head], [root / "v.mp4"], root / "warm", runtime="onnx", max_frames=1, progress=False)
+    return root / "v.mp4", runs
+
+
 @pytest.mark.parametrize("head", ["heatmap", "mhcrnn"])
-def test_openvino_predicts_what_eager_predicts(tmp_path, head):
-    write_video(tmp_path / "v.mp4", n=9)
-    run = _run_folder(tmp_path / head, head)
-    a = predict_videos(run, [tmp_path / "v.mp4"], tmp_path / "a", batch_size=4, progress=False)[0]
-    b = predict_videos(run, [tmp_path / "v.mp4"], tmp_path / "b", batch_size=4, runtime="openvino", progress=False)[0]
+def test_openvino_predicts_what_eager_predicts(tmp_path, graphs, head):
+    video, runs = graphs
+    a = predict_videos(runs[head], [video], tmp_path / "a", batch_size=4, progress=False)[0]
+    b = predict_videos(runs[head], [video], tmp_path / "b", batch_size=4, runtime="openvino", progress=False)[0]
     assert b.summary_data["runtime"] == "openvino" and b.n_frames == 9
     assert np.abs(_values(a.csv) - _values(b.csv)).max() <= 2e-3  # 4-decimal CSVs
-    assert (run / FOLDER / "openvino_cache").is_dir()  # compiled graphs kept for the next start-up
+    assert (runs[head] / FOLDER / "openvino_cache").is_dir()  # compiled graphs kept for the next start-up
 
 
 LIGHT = """
@@ -52,15 +63,13 @@ print("HEAVY", ",".join(sorted(m for m in ("torch", "timm", "matplotlib") if m i
 """
 
 
-def test_openvino_command_does_not_import_torch_once_the_graphs_exist(tmp_path):
-    write_video(tmp_path / "v.mp4", n=5)
-    run = _run_folder(tmp_path / "run")
-    predict_videos(run, [tmp_path / "v.mp4"], tmp_path / "warm", runtime="onnx", max_frames=1, progress=False)
-    args = [str(run), str(tmp_path / "v.mp4"), "--runtime", "openvino", "--out", str(tmp_path / "o")]
+def test_openvino_command_does_not_import_torch_once_the_graphs_exist(tmp_path, graphs):
+    video, runs = graphs
+    args = [str(runs["heatmap"]), str(video), "--runtime", "openvino", "--out", str(tmp_path / "o")]
     res = subprocess.run([sys.executable, "-c", LIGHT, *args], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "HEAVY \n" in res.stdout, res.stdout
-    assert len((tmp_path / "o" / "v.csv").read_text().splitlines()) == 3 + 5
+    assert len((tmp_path / "o" / "v.csv").read_text().splitlines()) == 3 + 9
 
 
 def test_openvino_missing_is_a_one_line_error(tmp_path, capsys, monkeypatch):
@@ -72,7 +81,9 @@ def test_openvino_missing_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o" / "v.csv").exists()
 
 
-def test_int8_export_then_predict_through_the_cli(run_copy, synth, tmp_path, capsys):
+def test_int8_export_then_predict_through_the_cli(run_copy, synth, tmp_path, capsys, monkeypatch):
+    import keyhead.export.quantize as quantize
+
     video = next((synth / "videos").glob("*.mp4"))
     code, out, err = cli(capsys, "export", run_copy, "--format", "onnx-int8", "--int8-tolerance", "1000")
     assert code == 0, err
@@ -82,12 +93,20 @@ def test_int8_export_then_predict_through_the_cli(run_copy, synth, tmp_path, cap
     assert set(record["label_error_px"]) == {"float32", "int8"}
     graph = onnx.load(str(run_copy / FOLDER / record["graph"]))
     assert sum(n.op_type == "QuantizeLinear" for n in graph.graph.node) > 0  # int8 convolutions, not a copy
+    calls = []
+    real = quantize.quantize_run
+    monkeypatch.setattr(quantize, "quantize_run", lambda run, *a, **k: calls.append(run) or real(run, 1000.0))
     code, out, err = cli(capsys, "predict", run_copy, video, "--runtime", "onnx-int8", "--out", tmp_path / "p")
     assert code == 0, err
+    assert calls == []  # the exported int8 graph is used, not quantized again
     got = json.loads((tmp_path / "p" / f"{video.stem}_video.json").read_text())
     assert got["runtime"] == "onnx-int8" and got["n_frames"] > 0
-    fp32 = predict_videos(run_copy, [video], tmp_path / "f", runtime="onnx", progress=False)[0]
-    assert _values(fp32.csv).shape == _values(tmp_path / "p" / f"{video.stem}.csv").shape
+    assert _values(tmp_path / "p" / f"{video.stem}.csv").shape[0] == got["n_frames"]
+    weights = load_file(run_copy / "model.safetensors")  # new weights: the int8 graph is stale, quantized again
+    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}, run_copy / "model.safetensors")
+    predict_videos(run_copy, [video], tmp_path / "c", runtime="onnx-int8", max_frames=2, progress=False)
+    assert len(calls) == 1
+    assert json.loads((run_copy / FOLDER / INT8_META).read_text())["fingerprint"] != record["fingerprint"]
 
 
 def test_int8_beyond_the_tolerance_is_refused_and_writes_nothing(run_copy, capsys):
@@ -95,23 +114,6 @@ def test_int8_beyond_the_tolerance_is_refused_and_writes_nothing(run_copy, capsy
     assert_user_error(code, err, "int8", "tolerance", "--runtime onnx")
     assert not (run_copy / FOLDER / INT8_META).exists()
     assert not list((run_copy / FOLDER).glob("*.int8.onnx"))
-
-
-def test_int8_is_quantized_once_and_again_for_new_weights(run_copy, synth, tmp_path, monkeypatch):
-    import keyhead.export.quantize as quantize
-
-    video = next((synth / "videos").glob("*.mp4"))
-    calls = []
-    real = quantize.quantize_run
-    monkeypatch.setattr(quantize, "quantize_run", lambda run, *a, **k: calls.append(run) or real(run, 1000.0))
-    for out in ("a", "b"):
-        predict_videos(run_copy, [video], tmp_path / out, runtime="onnx-int8", max_frames=2, progress=False)
-    assert len(calls) == 1
-    before = json.loads((run_copy / FOLDER / INT8_META).read_text())["fingerprint"]
-    weights = load_file(run_copy / "model.safetensors")
-    save_file({k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}, run_copy / "model.safetensors")
-    predict_videos(run_copy, [video], tmp_path / "c", runtime="onnx-int8", max_frames=2, progress=False)
-    assert len(calls) == 2 and json.loads((run_copy / FOLDER / INT8_META).read_text())["fingerprint"] != before
 
 
 def test_int8_needs_the_runs_labelled_frames(run_copy, capsys, tmp_path):
@@ -122,16 +124,14 @@ def test_int8_needs_the_runs_labelled_frames(run_copy, capsys, tmp_path):
     assert_user_error(code, err, "int8 calibration", "gone")
 
 
-def test_openvino_sessions_side_by_side_are_not_pinned_to_one_core(tmp_path):
+def test_openvino_sessions_side_by_side_are_not_pinned_to_one_core(graphs):
     """--jobs N opens N sessions of cores / N threads: pinned, OpenVINO put them all on core 0 (half the speed)."""
     from keyhead.runtime.session import graph_session
 
-    write_video(tmp_path / "v.mp4", n=3)
-    run = _run_folder(tmp_path / "run")
-    predict_videos(run, [tmp_path / "v.mp4"], tmp_path / "warm", runtime="onnx", max_frames=1, progress=False)
-    whole = graph_session(run / FOLDER / "frame.onnx", None, "openvino")._compiled
+    frame = graphs[1]["heatmap"] / FOLDER / "frame.onnx"
+    whole = graph_session(frame, None, "openvino")._compiled
     assert int(whole.get_property("INFERENCE_NUM_THREADS")) == (os.cpu_count() or 1)
     if (os.cpu_count() or 1) > 1:
-        part = graph_session(run / FOLDER / "frame.onnx", 1, "openvino")._compiled
+        part = graph_session(frame, 1, "openvino")._compiled
         assert int(part.get_property("INFERENCE_NUM_THREADS")) == 1
         assert part.get_property("ENABLE_CPU_PINNING") is False
