@@ -29,24 +29,12 @@ def _values(csv):
     return np.concatenate([xy.reshape(len(xy), -1), conf], axis=1)
 
 
-@pytest.fixture(scope="module")
-def graphs(tmp_path_factory):
-    """Per head: a run folder whose video graphs are exported (once for the module: exporting takes seconds)."""
-    root = tmp_path_factory.mktemp("runtimes")
-    write_video(root / "v.mp4", n=9)
-    runs = {}
-    for head in ("heatmap", "mhcrnn"):
-        runs[head] = _run_folder(root / head, head)
-        predict_videos(runs[head], [root / "v.mp4"], root / "warm", runtime="onnx", max_frames=1, progress=False)
-    return root / "v.mp4", runs
-
-
 @pytest.mark.parametrize("head", ["heatmap", "mhcrnn"])
-def test_openvino_predicts_what_eager_predicts(tmp_path, graphs, head):
-    video, runs = graphs
+def test_openvino_predicts_what_eager_predicts(tmp_path, exported, head):
+    video, runs = exported
     a = predict_videos(runs[head], [video], tmp_path / "a", batch_size=4, progress=False)[0]
     b = predict_videos(runs[head], [video], tmp_path / "b", batch_size=4, runtime="openvino", progress=False)[0]
-    assert b.summary_data["runtime"] == "openvino" and b.n_frames == 9
+    assert b.summary_data["runtime"] == "openvino" and b.n_frames == 11
     assert np.abs(_values(a.csv) - _values(b.csv)).max() <= 2e-3  # 4-decimal CSVs
     assert (runs[head] / FOLDER / "openvino_cache").is_dir()  # compiled graphs kept for the next start-up
 
@@ -63,13 +51,13 @@ print("HEAVY", ",".join(sorted(m for m in ("torch", "timm", "matplotlib") if m i
 """
 
 
-def test_openvino_command_does_not_import_torch_once_the_graphs_exist(tmp_path, graphs):
-    video, runs = graphs
+def test_openvino_command_does_not_import_torch_once_the_graphs_exist(tmp_path, exported):
+    video, runs = exported
     args = [str(runs["heatmap"]), str(video), "--runtime", "openvino", "--out", str(tmp_path / "o")]
     res = subprocess.run([sys.executable, "-c", LIGHT, *args], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "HEAVY \n" in res.stdout, res.stdout
-    assert len((tmp_path / "o" / "v.csv").read_text().splitlines()) == 3 + 9
+    assert len((tmp_path / "o" / "v.csv").read_text().splitlines()) == 3 + 11
 
 
 def test_openvino_missing_is_a_one_line_error(tmp_path, capsys, monkeypatch):
@@ -124,11 +112,11 @@ def test_int8_needs_the_runs_labelled_frames(run_copy, capsys, tmp_path):
     assert_user_error(code, err, "int8 calibration", "gone")
 
 
-def test_openvino_sessions_side_by_side_are_not_pinned_to_one_core(graphs):
+def test_openvino_sessions_side_by_side_are_not_pinned_to_one_core(exported):
     """--jobs N opens N sessions of cores / N threads: pinned, OpenVINO put them all on core 0 (half the speed)."""
     from keyhead.runtime.session import graph_session
 
-    frame = graphs[1]["heatmap"] / FOLDER / "frame.onnx"
+    frame = exported[1]["heatmap"] / FOLDER / "frame.onnx"
     whole = graph_session(frame, None, "openvino")._compiled
     assert int(whole.get_property("INFERENCE_NUM_THREADS")) == (os.cpu_count() or 1)
     if (os.cpu_count() or 1) > 1:

@@ -38,19 +38,6 @@ def _run_folder(path, head="heatmap", seed=0):
     return path
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """Per head: a run folder with its video graphs exported (once for the module: exporting takes seconds)."""
-    root = tmp_path_factory.mktemp("video_speed")
-    write_video(root / "v.mp4", n=11)
-    runs = {}
-    for head in ("heatmap", "mhcrnn"):
-        run = _run_folder(root / head, head)
-        predict_videos(run, [root / "v.mp4"], root / "warm", runtime="onnx", max_frames=1, progress=False)
-        runs[head] = run
-    return root / "v.mp4", runs
-
-
 def _reader_threads():
     return [t for t in threading.enumerate() if t.name == "keyhead-video-reader"]
 
