@@ -24,6 +24,7 @@ import numpy as np
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path, atomic_write
 from keyhead.io.images import read_image, resize_like_training, to_original
+from keyhead.io.rundir import RUN_FILES, check_run_dir
 from keyhead.runtime.video_onnx import FOLDER, INT8_META, OnnxVideoNet, fingerprint, frame_graph, read_meta
 
 __all__ = ["TOLERANCE_PX", "quantize_run"]
@@ -109,7 +110,7 @@ def quantize_run(
 
     if not tolerance_px > 0:
         raise KeyheadError(f"--int8-tolerance {tolerance_px}: give a positive number of pixels")
-    run = Path(run_dir)
+    run = check_run_dir(run_dir, (*RUN_FILES, "keypoints.txt"))
     t0 = time.perf_counter()
     names = [n for n in (run / "keypoints.txt").read_text().splitlines() if n]
     root, calib_paths, check_paths, truth = _run_frames(run, names)  # first: missing data fails in a second
@@ -173,7 +174,7 @@ def quantize_run(
             raise KeyheadError(
                 f"{run}: the int8 graph moves keypoints by {record['mean_px']:.2f} px on average (95th percentile "
                 f"{record['p95_px']:.2f} px) from float32 on {len(check_paths)} labelled frames, above the tolerance "
-                f"{tolerance_px:g} px; use --runtime onnx, or raise --int8-tolerance"
+                f"{tolerance_px:g} px; use --runtime onnx, or keyhead export RUN --format onnx-int8 --int8-tolerance PX"
             )
         with atomic_path(folder / name) as dst:
             os.replace(q, dst)

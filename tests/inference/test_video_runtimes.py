@@ -123,3 +123,9 @@ def test_openvino_sessions_side_by_side_are_not_pinned_to_one_core(exported):
         part = graph_session(frame, 1, "openvino")._compiled
         assert int(part.get_property("INFERENCE_NUM_THREADS")) == 1
         assert part.get_property("ENABLE_CPU_PINNING") is False
+
+
+def test_int8_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = cli(capsys, "export", tmp_path, "--format", "onnx-int8")
+    assert_user_error(code, err, str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
