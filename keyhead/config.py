@@ -124,8 +124,15 @@ class TrainConfig(_Section):
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    milestones: list[int] = Field(default_factory=list, description="MultiStepLR epochs")
+    schedule: Literal["multistep", "cosine"] = Field(
+        "multistep",
+        description="multistep: the rate times gamma at each of `milestones` (epochs); cosine: from lr down to "
+        "lr * final_lr over the whole run, which ends at `epochs` or at `max_minutes`, whichever comes first",
+    )
+    milestones: list[int] = Field(default_factory=list, description="MultiStepLR epochs (schedule: multistep)")
     gamma: float = Field(0.5, gt=0)
+    warmup: float = Field(0.0, ge=0, lt=1, description="cosine: share of the run with a linear warm-up from 0")
+    final_lr: float = Field(0.0, ge=0, le=1, description="cosine: the rate at the end, as a factor of lr")
     freeze_backbone_epochs: int = Field(0, ge=0, description="train only the head for this many epochs first")
     train_stem_while_frozen: bool = Field(
         False, description="while the backbone is frozen, still train its first (input) convolution (a new 1-ch stem)"

@@ -63,6 +63,74 @@ class AugmentEpoch(L.Callback):
         seed_epoch(self.dataset.seed, pl_module.epoch)
 
 
+def warmup_cosine(p: float, warmup: float = 0.0, final: float = 0.0) -> float:
+    """Learning-rate factor at progress ``p`` in [0, 1]: a linear warm-up over the first ``warmup`` of the run
+    (starting just above 0, so the first step is not wasted), then a half cosine from 1 down to ``final``.
+
+    Example:
+        >>> [round(warmup_cosine(p, warmup=0.1), 3) for p in (0.0, 0.05, 0.1, 0.55, 1.0)]
+        [0.01, 0.51, 1.0, 0.5, 0.0]
+    """
+    p = min(max(p, 0.0), 1.0)
+    if p < warmup:
+        return min(1.0, (p + 1e-3) / warmup)
+    q = (p - warmup) / (1.0 - warmup)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * q))
+
+
+class BudgetSchedule(L.Callback):
+    """A cosine learning rate over the run's whole budget, in epochs or wall-clock minutes, whichever ends it first.
+
+    Before every training step each parameter group's rate is set to ``lr * factor(p)``, where ``p`` in [0, 1] is
+    the share of the run done: ``max(epochs done / epochs, minutes spent / max_minutes)`` (the minutes include those
+    of earlier segments of a resumed run). ``factor`` rises linearly from 0 over the first ``warmup`` of the run,
+    then follows a half cosine from 1 down to ``final``. A run stopped by its time budget thus ends with the rate
+    annealed, which epoch milestones cannot promise when the budget, not the epoch count, ends the run. With a
+    time budget the rate depends on the clock, so two runs match no more closely than their epoch counts do.
+
+    Args:
+        lr: the peak rate (``train.lr``).
+        epochs: the run's epoch count.
+        max_minutes: the run's wall-clock budget (None: epochs only).
+        warmup: share of the run spent warming up.
+        final: the last rate as a factor of ``lr``.
+        elapsed_s: seconds already spent by earlier segments of a resumed run.
+    """
+
+    def __init__(
+        self,
+        lr: float,
+        epochs: int,
+        max_minutes: float | None = None,
+        warmup: float = 0.0,
+        final: float = 0.0,
+        elapsed_s: float = 0.0,
+    ) -> None:
+        self.lr, self.epochs, self.max_minutes = lr, epochs, max_minutes
+        self.warmup, self.final, self.elapsed_s = warmup, final, elapsed_s
+        self._t0 = time.perf_counter()
+
+    def factor(self, p: float) -> float:
+        """The rate's factor at progress ``p`` in [0, 1] (:func:`warmup_cosine`)."""
+        return warmup_cosine(p, self.warmup, self.final)
+
+    def progress(self, epoch: int, batch_idx: int, batches: int) -> float:
+        """Share of the run done at a step: the larger of the epoch share and the time-budget share."""
+        p = (epoch + batch_idx / max(1, batches)) / self.epochs
+        if self.max_minutes:
+            p = max(p, (self.elapsed_s + time.perf_counter() - self._t0) / (60.0 * self.max_minutes))
+        return min(p, 1.0)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        batches = trainer.num_training_batches
+        p = self.progress(pl_module.epoch, batch_idx, int(batches) if math.isfinite(batches) else 1)
+        for group in trainer.optimizers[0].param_groups:
+            group["lr"] = self.lr * self.factor(p)
+
+
 class RunWriter(L.Callback):
     """Keeps the best score and the early-stopping count, and writes the run's per-epoch files atomically.
 
@@ -97,6 +165,10 @@ class RunWriter(L.Callback):
         self.wait = wait
         self._t0 = time.perf_counter()
         self._elapsed0 = float(self.history[-1]["elapsed_s"]) if self.history else 0.0
+        self._lr = math.nan
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args) -> None:
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate of the epoch's last step (history's lr)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -108,7 +180,7 @@ class RunWriter(L.Callback):
             "train_loss": m.get("train_loss", math.nan),
             "val_loss": m.get("val_loss", math.nan) if validated else math.nan,
             "val_pixel_error": m.get("val_pixel_error", math.nan) if validated else math.nan,
-            "lr": trainer.optimizers[0].param_groups[0]["lr"],
+            "lr": self._lr,
             "elapsed_s": round(self._elapsed0 + time.perf_counter() - self._t0, 2),
         }
         self.history.append(row)

@@ -110,6 +110,8 @@ class KeypointModule(L.LightningModule):
         opt_cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
         params = [p for p in self.model.parameters()]
         optimizer = opt_cls(params, lr=t.lr, weight_decay=t.weight_decay)
+        if t.schedule == "cosine":  # the rate is set before every step by engine.callbacks.BudgetSchedule
+            return optimizer
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=t.milestones or [10**9], gamma=t.gamma)
         for _ in range(self.start_epoch):
             scheduler.step()

@@ -17,7 +17,7 @@ from keyhead.config import RunConfig, load_config, save_config
 from keyhead.data.checks import check_recorded_sizes, image_sizes
 from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, recorded_sizes, save_split
 from keyhead.data.prepare import initial_split, prepare_data
-from keyhead.engine.callbacks import AugmentEpoch, FreezeBackbone, RunWriter
+from keyhead.engine.callbacks import AugmentEpoch, BudgetSchedule, FreezeBackbone, RunWriter
 from keyhead.engine.module import KeypointModule
 from keyhead.engine.resume import RUN_DIR_ENV, optimizer_file, read_resume_state, start_at_epoch, trainer_kwargs
 from keyhead.engine.sampler import EpochBatchSampler, launched_rank
@@ -150,16 +150,24 @@ def train(
     patience = cfg.train.early_stopping_patience if val_dl is not None else 0
     if patience and wait >= patience:
         remaining = 0  # the run had already stopped early
+    spent_s = float(history[-1]["elapsed_s"]) if history else 0.0  # earlier segments of a resumed run
+    minutes_left = cfg.train.max_minutes - spent_s / 60.0 if cfg.train.max_minutes else None
+    if minutes_left is not None and minutes_left <= 0:
+        remaining = 0  # the run's time budget is spent: a resumed run gets what is left of it, not a new one
     if remaining > 0:
         writer = RunWriter(run_dir, best=best, history=history, patience=patience, wait=wait)
-        callbacks: list[L.Callback] = [AugmentEpoch(train_ds), writer]
+        callbacks: list[L.Callback] = [AugmentEpoch(train_ds)]
+        if cfg.train.schedule == "cosine":  # before the writer, which records the rate each step ran with
+            t = cfg.train
+            callbacks.append(BudgetSchedule(t.lr, t.epochs, t.max_minutes, t.warmup, t.final_lr, elapsed_s=spent_s))
+        callbacks.append(writer)
         if cfg.train.freeze_backbone_epochs:
             callbacks.append(FreezeBackbone(cfg.train.freeze_backbone_epochs, cfg.train.train_stem_while_frozen))
         if progress:
             callbacks.append(L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1))
         trainer = L.Trainer(
             max_epochs=cfg.train.epochs,
-            max_time={"minutes": cfg.train.max_minutes} if cfg.train.max_minutes else None,
+            max_time={"minutes": minutes_left} if minutes_left else None,
             accelerator=cfg.train.accelerator,
             devices=cfg.train.devices,
             precision=cfg.train.precision,

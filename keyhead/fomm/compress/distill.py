@@ -11,7 +11,6 @@ map's cells and averaged over keypoints and frames.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from keyhead.engine.callbacks import warmup_cosine
 from keyhead.fomm.detector import FommKPDetector
 from keyhead.fomm.unsupervised.frames import to_model_input
 
@@ -85,13 +85,6 @@ def distillation_loss(
     return terms
 
 
-def _schedule(progress: float, warmup: float = 0.05) -> float:
-    """Learning-rate factor at ``progress`` in [0, 1]: linear warm-up, then a cosine to 0."""
-    if progress < warmup:
-        return (progress + 1e-3) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warmup) / (1 - warmup))))
-
-
 def distill(
     student: FommKPDetector,
     frames: Tensor,
@@ -126,7 +119,7 @@ def distill(
             if max_minutes is not None:
                 progress = max(progress, (time.perf_counter() - start) / (max_minutes * 60))
             for group in opt.param_groups:
-                group["lr"] = lr * _schedule(progress)
+                group["lr"] = lr * warmup_cosine(progress, warmup=0.05)
             idx = rng.integers(0, len(frames), batch_size)
             terms = distillation_loss(student(to_model_input(frames[idx])), targets[idx], temperature)
             opt.zero_grad(set_to_none=True)
