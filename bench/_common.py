@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -53,3 +55,17 @@ def write_section(results: Path, section: str, payload: dict) -> None:
     with atomic_write(results) as f:
         json.dump(data, f, indent=1)
     print(f"[bench] wrote {section} to {results}", flush=True)
+
+
+def best_seconds(fn: Callable[[], object], repeats: int, sync: Callable[[], None] | None = None) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn`` after one warm-up call; ``sync`` waits for a device to finish."""
+    wait = sync or (lambda: None)
+    fn()
+    wait()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        wait()
+        best = min(best, time.perf_counter() - t0)
+    return best

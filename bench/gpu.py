@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import cpu_flags, machine
+from _common import best_seconds, cpu_flags, machine
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "gpu.json"
@@ -33,24 +33,13 @@ MOUSE = HERE.parent.parent / "shared" / "data" / "lightning-pose-mirror-mouse-ex
 MODELS = {"default_efficientnet_lite0": "efficientnet_lite0", "resnet18_heatmap": "resnet18"}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _best(fn, device: torch.device, repeats: int) -> float:
-    fn()
-    _sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _syncer(device: torch.device):
+    """What waits for the device's queued work before a timer is read (None on the CPU)."""
+    return torch.cuda.synchronize if device.type == "cuda" else None
 
 
 def device_limit(device: torch.device, quick: bool) -> dict:
+    sync = _syncer(device)
     n, repeats = (1024, 2) if quick else (8192, 10)
     out = {}
     for name, dtype, tf32 in (
@@ -63,7 +52,7 @@ def device_limit(device: torch.device, quick: bool) -> dict:
             continue
         torch.backends.cuda.matmul.allow_tf32 = tf32
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-        out[f"matmul_{name}_tflops"] = round(2 * n**3 / _best(lambda a=a, b=b: a @ b, device, repeats) / 1e12, 2)
+        out[f"matmul_{name}_tflops"] = round(2 * n**3 / best_seconds(lambda a=a, b=b: a @ b, repeats, sync) / 1e12, 2)
     torch.backends.cuda.matmul.allow_tf32 = False
     c, hw, batch = (64, 28, 4) if quick else (256, 56, 64)
     conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).to(device, memory_format=torch.channels_last).eval()
@@ -74,7 +63,7 @@ def device_limit(device: torch.device, quick: bool) -> dict:
             continue
         ctx = (lambda d=dtype: torch.autocast(device.type, dtype=d)) if dtype else torch.no_grad
         with torch.inference_mode(), ctx():
-            out[f"conv3x3_{name}_tflops"] = round(flops / _best(lambda: conv(x), device, repeats) / 1e12, 2)
+            out[f"conv3x3_{name}_tflops"] = round(flops / best_seconds(lambda: conv(x), repeats, sync) / 1e12, 2)
     return out
 
 
@@ -87,6 +76,7 @@ def _model(backbone: str, device: torch.device):
 
 def training(backbone: str, device: torch.device, quick: bool) -> dict:
     """Training images/s on random batches: forward, heatmap MSE, backward, AdamW step."""
+    sync = _syncer(device)
     batch, steps = (4, 2) if quick else (32, 20)
     model = _model(backbone, device).train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -108,11 +98,12 @@ def training(backbone: str, device: torch.device, quick: bool) -> dict:
                 scaler.step(opt)
                 scaler.update()
 
-        out[f"{name}_images_per_s"] = round(batch * steps / _best(step, device, 1 if quick else 3), 1)
+        out[f"{name}_images_per_s"] = round(batch * steps / best_seconds(step, 1 if quick else 3, sync), 1)
     return out
 
 
 def network_alone(backbone: str, device: torch.device, limit: dict, quick: bool) -> dict:
+    sync = _syncer(device)
     from torch.utils.flop_counter import FlopCounterMode
 
     model = _model(backbone, device).eval()
@@ -125,7 +116,7 @@ def network_alone(backbone: str, device: torch.device, limit: dict, quick: bool)
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         ctx = (lambda d=dtype: torch.autocast(device.type, dtype=d)) if dtype else torch.no_grad
         with torch.inference_mode(), ctx():
-            fps = batch / _best(lambda: model.predict(x), device, 2 if quick else 10)
+            fps = batch / best_seconds(lambda: model.predict(x), 2 if quick else 10, sync)
         ref = limit.get(f"conv3x3_{name}_tflops")
         out[name] = {"frames_per_s": round(fps, 1), "tflops": round(fps * flop / 1e12, 3)}
         if ref:
@@ -148,7 +139,8 @@ def pipeline(device: torch.device, quick: bool, work: Path) -> dict:
     run = train(load_config(template_dir() / "heatmap_efficientnet_lite0.yaml", over), progress=False)
     t0 = time.perf_counter()
     load_run(run, device=device.type)
-    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     out = {"load_run_s": round(time.perf_counter() - t0, 3)}
     for runtime in ("torch", "torch-bf16"):
         res = predict_videos(

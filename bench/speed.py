@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import cpu_flags, machine
+from _common import best_seconds, cpu_flags, machine
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("KEYHEAD_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
@@ -55,16 +55,6 @@ RUNTIMES = ("torch", "onnx", "openvino", "onnx-int8")
 LIGHTNING_POSE_FPS = 8.3
 
 
-def _best_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def machine_limit(repeats: int = 5) -> dict:
     """fp32 GFLOP/s of a large matmul and of a large 3x3 convolution, in PyTorch and in onnxruntime."""
     import tempfile
@@ -74,20 +64,20 @@ def machine_limit(repeats: int = 5) -> dict:
     n = 4096
     a, b = torch.randn(n, n), torch.randn(n, n)
     with torch.inference_mode():
-        matmul = 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
+        matmul = 2 * n**3 / best_seconds(lambda: torch.mm(a, b), repeats) / 1e9
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).eval()
     x = torch.rand(16, 128, 56, 56)
     flops = 2 * 16 * 128 * 128 * 9 * 56 * 56
     conv_cl, x_cl = conv.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        torch_conv = flops / _best_seconds(lambda: conv_cl(x_cl), repeats) / 1e9
+        torch_conv = flops / best_seconds(lambda: conv_cl(x_cl), repeats) / 1e9
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "conv.onnx"
         with torch.no_grad():
             torch.onnx.export(conv, (x,), str(path), input_names=["x"], output_names=["y"], dynamo=False)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         xn = x.numpy()
-        ort_conv = flops / _best_seconds(lambda: sess.run(None, {"x": xn}), repeats) / 1e9
+        ort_conv = flops / best_seconds(lambda: sess.run(None, {"x": xn}), repeats) / 1e9
     return {
         "matmul_4096_gflops": round(matmul, 1),
         "conv3x3_128_56_b16_torch_gflops": round(torch_conv, 1),
@@ -127,7 +117,7 @@ def network_alone(run: Path, runtime: str, batch: int = 16, repeats: int = 8) ->
     net = _video_net(open_video_net(run, runtime), runtime)
     h, w = net.input_size
     x = np.random.default_rng(0).random((batch, net.in_channels, h, w), dtype=np.float32)
-    return batch / _best_seconds(lambda: net.frames(x), repeats)
+    return batch / best_seconds(lambda: net.frames(x), repeats)
 
 
 def pipeline(run: Path, video: Path, runtime: str, frames: int | None) -> tuple[float, Path]:

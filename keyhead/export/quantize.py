@@ -23,7 +23,7 @@ import numpy as np
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path, atomic_write
-from keyhead.io.images import read_image, resize_like_training, to_original
+from keyhead.io.images import read_image, resize_like_training, to_network_input, to_original
 from keyhead.io.rundir import RUN_FILES, check_run_dir
 from keyhead.runtime.video_onnx import FOLDER, INT8_META, OnnxVideoNet, fingerprint, frame_graph, read_meta
 
@@ -43,7 +43,7 @@ def _frame_inputs(root: Path, paths: list[str], input_size: tuple[int, int], cha
         img = read_image(root / p, channels)
         sizes.append((img.shape[1], img.shape[0]))
         x, _ = resize_like_training(img, input_size)
-        xs.append(np.asarray(x, np.float32).reshape(*input_size, channels).transpose(2, 0, 1) / 255.0)
+        xs.append(to_network_input(np.asarray(x).reshape(*input_size, channels)))
     return np.stack(xs).astype(np.float32), sizes
 
 

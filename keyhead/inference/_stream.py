@@ -17,7 +17,7 @@ import numpy as np
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_write
-from keyhead.io.images import resize_like_training
+from keyhead.io.images import resize_like_training, to_network_input
 
 _END = object()
 
@@ -86,11 +86,11 @@ class BatchReader:
                     buf[n] = resize_like_training(frame, input_size)[0]
                     n += 1
                     if n == batch_size:
-                        if not self._put((first, _to_float(buf, n), wh)):
+                        if not self._put((first, to_network_input(buf[:n]), wh)):
                             return
                         buf, n = None, 0
                 if n and not self._stop.is_set():
-                    self._put((first, _to_float(buf, n), wh))
+                    self._put((first, to_network_input(buf[:n]), wh))
             self._put(_END)
         except BaseException as exc:  # handed to the consumer, which raises it
             self._put(exc)
@@ -114,13 +114,6 @@ class BatchReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _to_float(buf: np.ndarray, n: int) -> np.ndarray:
-    """(n, h, w, C) uint8 -> (n, C, h, w) float32 / 255 in one pass."""
-    x = np.empty((n, buf.shape[3], buf.shape[1], buf.shape[2]), np.float32)
-    np.divide(buf[:n].transpose(0, 3, 1, 2), np.float32(255.0), out=x)
-    return x
 
 
 class TorchVideoNet:

@@ -39,7 +39,8 @@ __all__ = [
 
 RUNTIMES = ("torch", "onnx", "openvino", "onnx-int8", "compile", "torch-bf16")
 #: runtimes that run the run's cached ONNX video graphs (no torch once the graphs exist)
-GRAPH_RUNTIMES = ("onnx", "openvino", "onnx-int8")
+GRAPH_BACKEND = {"onnx": "onnxruntime", "openvino": "openvino", "onnx-int8": "onnxruntime"}  # who runs the graphs
+GRAPH_RUNTIMES = tuple(GRAPH_BACKEND)
 
 
 @dataclass
@@ -209,7 +210,7 @@ def _video_net(model: Any, runtime: str) -> Any:
     if runtime in GRAPH_RUNTIMES:
         from keyhead.export.video import model_video_net
 
-        return model_video_net(model, backend="openvino" if runtime == "openvino" else "onnxruntime")
+        return model_video_net(model, backend=GRAPH_BACKEND[runtime])
     from keyhead.inference._stream import TorchVideoNet
 
     return TorchVideoNet(model, compile=runtime == "compile", bf16=runtime == "torch-bf16")
@@ -230,7 +231,7 @@ def open_video_net(run: Path, runtime: str, threads: int | None = None, device: 
     if runtime in GRAPH_RUNTIMES:
         from keyhead.runtime.video_onnx import cached_video_net
 
-        backend, int8 = ("openvino" if runtime == "openvino" else "onnxruntime"), runtime == "onnx-int8"
+        backend, int8 = GRAPH_BACKEND[runtime], runtime == "onnx-int8"
         if backend == "openvino":
             from keyhead.runtime.session import check_openvino
 

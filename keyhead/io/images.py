@@ -87,3 +87,16 @@ def resize_like_training(image: np.ndarray, input_size: tuple[int, int]) -> tupl
     h, w = input_size
     m = resize_matrix((image.shape[1], image.shape[0]), (w, h))
     return warp(image, m, (w, h)), m
+
+
+def to_network_input(images: np.ndarray) -> np.ndarray:
+    """(..., h, w, C) uint8 -> (..., C, h, w) float32 in [0, 1], in one pass: one image or a batch of them.
+
+    Example:
+        >>> to_network_input(np.full((2, 4, 3, 1), 255, np.uint8)).shape
+        (2, 1, 4, 3)
+    """
+    moved = np.moveaxis(images, -1, -3)
+    out = np.empty(moved.shape, np.float32)
+    np.divide(moved, np.float32(255.0), out=out)
+    return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from keyhead.errors import KeyheadError
 from keyhead.io.atomic import atomic_path, make_dir
-from keyhead.io.images import collect_images, read_image, resize_like_training
+from keyhead.io.images import collect_images, read_image, resize_like_training, to_network_input
 from keyhead.io.predictions import write_prediction_table
 from keyhead.runtime.session import ort_session
 
@@ -74,7 +74,7 @@ class OnnxKeypointModel:
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(H, W, C) uint8 image -> ((C, h, w) float32 in [0, 1], 3x3 original -> input matrix)."""
         out, m = resize_like_training(image, self.input_size)
-        return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32) / 255.0, m
+        return to_network_input(out), m
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The raw graph: (B, C, h, w) float32 in [0, 1] -> (xy (B, K, 2) input pixels, confidence (B, K))."""
