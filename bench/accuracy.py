@@ -106,6 +106,24 @@ def run_row(run: Path, wall_s: float | None) -> dict:
     }
 
 
+def decoder_rows(runs: list[Path], decoder: str) -> list[dict]:
+    """Each run's test metrics decoded by another heatmap decoder (`keyhead evaluate RUN --decoder NAME`)."""
+    from keyhead.evaluation.evaluate import evaluate_run
+
+    rows = []
+    for run in runs:
+        test = evaluate_run(run, decoder=decoder, progress=False)["splits"]["test"]
+        rows.append(
+            {
+                "run": str((run / f"eval-decoder-{decoder}").relative_to(HERE.parent)),
+                "test_pixel_error": test["pixel_error"],
+                "test_nme": test.get("nme"),
+                "test_confidence_auroc": test.get("confidence_auroc"),
+            }
+        )
+    return rows
+
+
 def spread(values: list[float]) -> dict:
     v = np.array([x for x in values if x is not None], dtype=np.float64)
     return {
@@ -116,7 +134,7 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def bench_part(part: str, minutes: float, fresh: bool) -> dict | None:
+def bench_part(part: str, minutes: float, fresh: bool, decoders: list[str] | None = None) -> dict | None:
     spec = PARTS[part]
     data = SHARED / spec["data"]
     if not data.exists():
@@ -125,12 +143,13 @@ def bench_part(part: str, minutes: float, fresh: bool) -> dict | None:
     template = spec.get("template", HEATMAP)
     common = [f"data.path={data}", f"train.max_minutes={minutes}", *spec.get("overrides", [])]
     seeds = spec.get("seeds")
-    rows = []
+    rows, runs = [], []
     for seed in seeds or [None]:
         name = part if seed is None else f"{part}_split{seed}"
         overrides = common if seed is None else [*common, f"data.split_seed={seed}"]
         print(f"[bench] {name}: {template} {' '.join(overrides)}", flush=True)
         run, wall = train_one(name, template, overrides, fresh)
+        runs.append(run)
         rows.append({"split_seed": seed, **run_row(run, wall)} if seed is not None else run_row(run, wall))
     cfg = _config(template, [f"name={part}", *common])
     payload: dict = {
@@ -144,6 +163,18 @@ def bench_part(part: str, minutes: float, fresh: bool) -> dict | None:
     for key in ("test_pixel_error", "test_nme", "test_confidence_auroc", "test_confidence_auroc_raw"):
         if all(r.get(key) is not None for r in rows):
             payload[key] = spread([r[key] for r in rows])
+    alternatives = {}
+    for decoder in decoders or []:
+        if decoder == cfg.model.decoder:
+            continue
+        alt = decoder_rows(runs, decoder)
+        alternatives[decoder] = {
+            key: spread([r[key] for r in alt])
+            for key in ("test_pixel_error", "test_nme", "test_confidence_auroc")
+            if all(r.get(key) is not None for r in alt)
+        } | {"runs": alt}
+    if alternatives:
+        payload["other_decoders"] = alternatives
     targets = {}
     if "target_px" in spec:
         met = payload["test_pixel_error"]["mean"] <= spec["target_px"]
@@ -192,11 +223,14 @@ def main() -> None:
     ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     ap.add_argument("--minutes", type=float, default=17.0, help="training budget per run (the issue allows 20)")
     ap.add_argument("--fresh", action="store_true", help="train every run again (else finished runs are reused)")
+    ap.add_argument(
+        "--decoders", nargs="*", default=[], help="also evaluate every run with these heatmap decoders (no retraining)"
+    )
     args = ap.parse_args()
     # the baseline first: the row that beats it reads its figure
     parts = sorted(args.parts, key=lambda p: 0 if any(s.get("beat") == p for s in PARTS.values()) else 1)
     for part in parts:
-        payload = bench_part(part, args.minutes, args.fresh)
+        payload = bench_part(part, args.minutes, args.fresh, args.decoders)
         if payload is not None:
             write_section(RESULTS, part, payload)
             print(f"[bench] {part}: {json.dumps(payload['targets'])}", flush=True)

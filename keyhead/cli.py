@@ -70,6 +70,10 @@ def evaluate(
     flip: Annotated[
         bool, typer.Option("--flip", help="flip test-time augmentation (results in an eval-...-flip folder)")
     ] = False,
+    decoder: Annotated[
+        str | None,
+        typer.Option(help="decode with another heatmap decoder, no retraining (results in eval-decoder-NAME)"),
+    ] = None,
     cv: Annotated[int | None, typer.Option(help="K-fold cross-validation: K runs, each frame tested once")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="with --cv: key=value config override")] = None,
     out: Annotated[Path | None, typer.Option(help="with --cv: folder (default OUTPUT_DIR/NAME-cvK)")] = None,
@@ -85,7 +89,7 @@ def evaluate(
         raise KeyheadError("--set and --out go with --cv K (cross-validation); evaluate a run without them")
     from keyhead.topdown import evaluate_any as evaluate_run
 
-    evaluate_run(run_dir, data=data, progress=not no_progress, flip=flip)
+    evaluate_run(run_dir, data=data, progress=not no_progress, flip=flip, decoder=decoder)
 
 
 @app.command()

@@ -91,6 +91,10 @@ RUN: dict[str, tuple[tuple[str, ...], Check]] = {
         ("--no-progress",),
         wrote("runs/heatmap_lite0/eval-project/metrics.json"),
     ),
+    "keyhead evaluate runs/heatmap_lite0 --decoder argmax": (
+        ("--no-progress",),
+        wrote("runs/heatmap_lite0/eval-decoder-argmax/metrics.json"),
+    ),
     "keyhead predict runs/heatmap_lite0 frames/ img.png --out preds/": (
         ("--no-progress",),
         wrote("preds/predictions.csv"),

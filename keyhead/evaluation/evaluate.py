@@ -174,23 +174,34 @@ def evaluate_run(
     progress: bool = True,
     cache: ImageCache | None = None,
     flip: bool = False,
+    decoder: str | None = None,
 ) -> dict:
     """Evaluate a run's best weights; writes metrics.json, predictions_<split>.csv, reliability_<split>.png, plots.
 
     With ``data`` (other labelled data), every frame is evaluated as split ``test`` and the results go to
     ``RUN_DIR/eval-<data name>/`` so the run's own metrics are kept. With ``flip`` (horizontal-flip test-time
-    augmentation) the folder gets a ``-flip`` suffix (``RUN_DIR/eval-flip/`` for the run's own split).
+    augmentation) the folder gets a ``-flip`` suffix (``RUN_DIR/eval-flip/`` for the run's own split). With
+    ``decoder`` (another registered heatmap decoder, no retraining) the folder gets a ``-decoder-<name>`` suffix
+    (``RUN_DIR/eval-decoder-<name>/``), and on the run's own split a confidence calibration for that decoder is
+    fitted on the validation frames and saved there (the run's own calibration belongs to its decoder).
     """
     from keyhead.report.diagnostics import plot_reliability
     from keyhead.report.plots import plot_history, plot_overlays
 
     run = Path(run_dir)
     model, cfg = load_run(run)
-    out = run
+    suffix = ""
+    if decoder is not None:
+        if getattr(model.codec, "kind", None) != "heatmap":
+            raise KeyheadError(f"--decoder: {run} is a {model.codec.kind} model; decoders read heatmaps")
+        model.codec.set_decoder(decoder, None if decoder != cfg.model.decoder else cfg.model.decoder_kwargs)
+        model.calibration = None
+        suffix = f"-decoder-{decoder}"
+    out = run / f"eval{suffix}" if suffix else run
     if data is not None:
         frames = apply_crop(labels_for_model(data, model.keypoint_names)[0], cfg.data.crop)
         splits = {"test": list(range(len(frames)))}
-        out = run / f"eval-{Path(data).resolve().name}{'-flip' if flip else ''}"
+        out = run / f"eval-{Path(data).resolve().name}{'-flip' if flip else ''}{suffix}"
     else:
         if frames is None:
             frames, sizes = labels_for_model(cfg.data.path, model.keypoint_names)
@@ -198,7 +209,7 @@ def evaluate_run(
             check_recorded_sizes(recorded, frames, sizes, run)
             frames = apply_crop(frames, cfg.data.crop)
         splits = load_split(run / "split.json", frames)
-        out = run / "eval-flip" if flip else run
+        out = run / f"eval{'-flip' if flip else ''}{suffix}" if flip or suffix else run
     flip_pairs = run_flip_pairs(run, model.keypoint_names, cfg.data.flip_pairs) if flip else None
     # the run's own split, without TTA: fit the confidence calibration on val once (train.calibration)
     fit = data is None and not flip and cfg.train.calibration != "none"
@@ -214,7 +225,7 @@ def evaluate_run(
         crop_margin=cfg.data.crop_margin,
         context_frames=cfg.data.context_frames,
         context_video=cfg.data.context_video if data is None else None,
-        fit_calibration_to=run / CALIBRATION_FILE if fit else None,
+        fit_calibration_to=out / CALIBRATION_FILE if fit else None,
     )
     payload = {
         "run": str(run),

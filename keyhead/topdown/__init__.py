@@ -42,19 +42,24 @@ def train_any(
 
 
 def evaluate_any(
-    run_dir: str | os.PathLike, data: str | os.PathLike | None = None, progress: bool = True, flip: bool = False
+    run_dir: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    progress: bool = True,
+    flip: bool = False,
+    decoder: str | None = None,
 ) -> Any:
     """Evaluate a run: end to end for a top-down run (``--flip`` is single-animal only), else per keypoint."""
     if is_topdown_run(run_dir):
         from keyhead.errors import KeyheadError
         from keyhead.topdown.evaluate import evaluate_topdown
 
-        if flip:
-            raise KeyheadError("--flip: not supported for multi-animal (top-down) runs yet; evaluate without it")
+        if flip or decoder:
+            option = "--flip" if flip else "--decoder"
+            raise KeyheadError(f"{option}: not supported for multi-animal (top-down) runs yet; evaluate without it")
         return evaluate_topdown(run_dir, data=data, progress=progress)
     from keyhead.evaluation.evaluate import evaluate_run
 
-    return evaluate_run(run_dir, data=data, progress=progress, flip=flip)
+    return evaluate_run(run_dir, data=data, progress=progress, flip=flip, decoder=decoder)
 
 
 def predict_topdown(

@@ -61,6 +61,10 @@ class HeatmapCodec:
         )
         self.sigma = float(sigma)
         self.activation = activation
+        self.set_decoder(decoder, decoder_kwargs)
+
+    def set_decoder(self, decoder: str, decoder_kwargs: dict[str, Any] | None = None) -> None:
+        """Decode with another registered decoder (the maps, and so the trained weights, stay the same)."""
         self.decoder_name = decoder
         self.decoder: Decoder = DECODERS.get(decoder)
         self.decoder_kwargs = dict(decoder_kwargs or {})
