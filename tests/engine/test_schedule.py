@@ -9,30 +9,11 @@ import pytest
 
 from keyhead.cli import main
 from keyhead.engine.callbacks import BudgetSchedule
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from keyhead.data.synth import generate
-
-    out = tmp_path_factory.mktemp("synth") / "data"
-    generate(out, n_labeled=16, image_size=(64, 64), video_frames=24, seed=0, progress=False)
-    return out
+from tests.cli_helpers import train_args as cli_train_args
 
 
 def train_args(data: Path, out: Path, name: str, *extra: str) -> list[str]:
-    return [
-        "train",
-        f"data.path={data}",
-        f"output_dir={out}",
-        f"name={name}",
-        "model.backbone=tiny",
-        "data.input_size=[64,64]",
-        "train.batch_size=4",
-        "train.threads=1",
-        "--no-progress",
-        *extra,
-    ]
+    return cli_train_args(data, out, f"name={name}", "train.threads=1", *extra)
 
 
 def rates(run: Path) -> list[float]:
