@@ -37,8 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from _common import write_section
+
+from keyhead.crossval import spread
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("KEYHEAD_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
@@ -134,16 +135,6 @@ def decoder_rows(runs: list[Path], decoder: str) -> list[dict]:
             }
         )
     return rows
-
-
-def spread(values: list[float]) -> dict:
-    v = np.array([x for x in values if x is not None], dtype=np.float64)
-    return {
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-        "min": float(v.min()),
-        "max": float(v.max()),
-    }
 
 
 def bench_part(part: str, minutes: float, fresh: bool, decoders: list[str] | None = None) -> dict | None:

@@ -66,7 +66,7 @@ def fold_splits(n: int, k: int, val_fraction: float, seed: int) -> list[dict[str
     return splits
 
 
-def _spread(values: list[float]) -> dict[str, float | None]:
+def spread(values: list[float]) -> dict[str, float | None]:
     v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
     if v.size == 0:
         return {"mean": None, "std": None, "min": None, "max": None}
@@ -153,7 +153,7 @@ def cross_validate(
             }
         )
         print(f"[cv] fold {i + 1}/{k} {what}: test {test['pixel_error']:.2f} px")
-    summary = {key: _spread([f["test"].get(key) for f in folds]) for key in METRICS}
+    summary = {key: spread([f["test"].get(key) for f in folds]) for key in METRICS}
     summary = {key: s for key, s in summary.items() if s["mean"] is not None}
     payload: dict[str, Any] = {
         "config": source,

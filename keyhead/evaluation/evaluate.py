@@ -197,7 +197,6 @@ def evaluate_run(
         model.codec.set_decoder(decoder, None if decoder != cfg.model.decoder else cfg.model.decoder_kwargs)
         model.calibration = None
         suffix = f"-decoder-{decoder}"
-    out = run / f"eval{suffix}" if suffix else run
     if data is not None:
         frames = apply_crop(labels_for_model(data, model.keypoint_names)[0], cfg.data.crop)
         splits = {"test": list(range(len(frames)))}

@@ -44,7 +44,7 @@ def _frame_inputs(root: Path, paths: list[str], input_size: tuple[int, int], cha
         sizes.append((img.shape[1], img.shape[0]))
         x, _ = resize_like_training(img, input_size)
         xs.append(to_network_input(np.asarray(x).reshape(*input_size, channels)))
-    return np.stack(xs).astype(np.float32), sizes
+    return np.stack(xs), sizes
 
 
 def _keypoints(net: OnnxVideoNet, x: np.ndarray, sizes: list, batch: int = 8) -> np.ndarray:
