@@ -137,6 +137,11 @@ class TrainConfig(_Section):
     train_stem_while_frozen: bool = Field(
         False, description="while the backbone is frozen, still train its first (input) convolution (a new 1-ch stem)"
     )
+    freeze_stride: Literal[0, 2, 4, 8, 16, 32] = Field(
+        0,
+        description="keep the backbone's stem and stages up to this output stride frozen for the whole run "
+        "(pretrained weights and BatchNorm statistics): fewer layers to back-propagate; 0 trains everything",
+    )
     early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement before stopping; 0 = off")
     val_every: int = Field(1, ge=1)
     max_minutes: float | None = Field(None, gt=0, description="wall-clock budget; training stops cleanly when spent")

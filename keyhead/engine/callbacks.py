@@ -19,17 +19,21 @@ from keyhead.models.weights import save_weights
 
 
 class FreezeBackbone(L.Callback):
-    """Train only the head (and, with ``train_stem``, the backbone's first convolution) for the first ``epochs``.
+    """Train only the head (and, with ``train_stem``, the backbone's first convolution) for the first ``epochs``;
+    with ``stride``, the backbone's stem and stages up to that output stride stay frozen for the whole run.
 
     Seed 001's two-stage transfer: a grayscale stem and a new output layer adapt first, then everything is
     fine-tuned. While frozen, the backbone's BatchNorm layers stay in eval mode so their statistics keep the
     pretrained values; every later epoch puts the backbone back in training mode (Lightning restores, after
-    validation, the mode it saw before it, so a backbone once set to eval would otherwise stay there).
+    validation, the mode it saw before it, so a backbone once set to eval would otherwise stay there), except the
+    layers ``stride`` keeps frozen (``train.freeze_stride``: early layers keep their ImageNet weights and
+    statistics, and back-propagation stops before them).
     """
 
-    def __init__(self, epochs: int, train_stem: bool = False) -> None:
+    def __init__(self, epochs: int, train_stem: bool = False, stride: int = 0) -> None:
         self.epochs = epochs
         self.train_stem = train_stem
+        self.stride = stride
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         frozen = pl_module.epoch < self.epochs
@@ -40,6 +44,10 @@ class FreezeBackbone(L.Callback):
         if frozen and self.train_stem:
             for p in stem_conv(backbone).parameters():
                 p.requires_grad_(True)
+        if not frozen and self.stride:
+            for layer in backbone.layers_to_stride(self.stride):
+                layer.requires_grad_(False)
+                layer.eval()
 
 
 def stem_conv(backbone: nn.Module) -> nn.Conv2d:

@@ -116,6 +116,8 @@ def train(
 
     frames, flips = prepare_data(cfg)
     model = model_from_config(cfg, frames.keypoint_names, pretrained=False if resume else None)
+    if cfg.train.freeze_stride:
+        model.backbone.layers_to_stride(cfg.train.freeze_stride)  # a backbone without stages fails before training
     model.use_channels_last(cfg.train.channels_last)
     ddp_child = launched_rank() > 0 and RUN_DIR_ENV in os.environ
     if ddp_child:  # a DDP process started by rank 0: it trains in rank 0's run folder and writes nothing
@@ -161,8 +163,9 @@ def train(
             t = cfg.train
             callbacks.append(BudgetSchedule(t.lr, t.epochs, t.max_minutes, t.warmup, t.final_lr, elapsed_s=spent_s))
         callbacks.append(writer)
-        if cfg.train.freeze_backbone_epochs:
-            callbacks.append(FreezeBackbone(cfg.train.freeze_backbone_epochs, cfg.train.train_stem_while_frozen))
+        if cfg.train.freeze_backbone_epochs or cfg.train.freeze_stride:
+            t = cfg.train
+            callbacks.append(FreezeBackbone(t.freeze_backbone_epochs, t.train_stem_while_frozen, t.freeze_stride))
         if progress:
             callbacks.append(L.pytorch.callbacks.TQDMProgressBar(refresh_rate=1))
         trainer = L.Trainer(

@@ -109,3 +109,59 @@ def test_the_backbone_trains_again_after_the_freeze_through_the_real_trainer(tmp
     assert tracked and means
     assert all(n > 0 for n in tracked.values()), tracked  # BatchNorm saw the second epoch's batches
     assert any(float(m.abs().max()) > 0 for m in means)
+
+
+def _leaf_names(backbone, layers) -> set[str]:
+    ids = {id(m) for m in layers}
+    return {n for n, m in backbone.model.named_modules() if id(m) in ids}
+
+
+def test_freeze_stride_names_the_stem_and_the_early_stages():
+    from keyhead.models.backbones import create_backbone
+
+    lite = create_backbone("efficientnet_lite0", pretrained=False)
+    names = _leaf_names(lite, lite.layers_to_stride(4))
+    tops = {n.split(".")[0] if not n.startswith("blocks.") else ".".join(n.split(".")[:2]) for n in names}
+    assert tops == {"conv_stem", "bn1", "blocks.0", "blocks.1"}  # stride 2 and 4 stages; blocks.2 reaches 8
+    assert len(lite.layers_to_stride(8)) > len(lite.layers_to_stride(4)) > len(lite.layers_to_stride(2))
+    with pytest.raises(keyhead.KeyheadError, match="strides 2, 4, 8, 16, 32"):
+        lite.layers_to_stride(1)
+
+
+def test_freeze_stride_keeps_early_layers_pretrained_through_the_real_trainer(tmp_path, capsys):
+    """``train.freeze_stride=4`` on ResNet-18 from a weights file: after two epochs with validation between
+    them, conv1 / bn1 / layer1 hold the file's weights and BatchNorm statistics exactly, layer2 on has trained."""
+    import timm
+    from safetensors.torch import load_file, save_file
+
+    from keyhead.data.synth import generate
+    from tests.cli_helpers import cli, train_args
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()}, str(weights))
+    data = tmp_path / "data"
+    generate(data, n_labeled=16, image_size=(64, 64), video_frames=20, seed=0, occlusion=0.0, progress=False)
+    args = train_args(data, tmp_path / "runs", "model.backbone=resnet18", f"model.pretrained={weights}")
+    code, _, err = cli(capsys, *args, "train.epochs=2", "train.freeze_stride=4", "train.calibration=none")
+    assert code == 0, err
+    given = load_file(str(weights))
+    state = load_file(str(tmp_path / "runs" / "r" / "last.safetensors"))
+    early = [k for k in given if k.split(".")[0] in ("conv1", "bn1", "layer1")]
+    later = [k for k in given if k.startswith("layer2.") and "num_batches" not in k]
+    assert early and later
+    for k in early:
+        assert torch.equal(state[f"backbone.model.{k}"], given[k]), k
+    assert not all(torch.equal(state[f"backbone.model.{k}"], given[k]) for k in later)
+    assert int(state["backbone.model.layer2.0.bn1.num_batches_tracked"]) > 0
+
+
+def test_freeze_stride_on_a_backbone_without_stages_is_a_one_line_error(tmp_path, capsys):
+    from keyhead.data.synth import generate
+    from tests.cli_helpers import assert_user_error, cli, leftovers, train_args
+
+    data = tmp_path / "data"
+    generate(data, n_labeled=8, image_size=(64, 64), video_frames=8, seed=0, occlusion=0.0, progress=False)
+    code, _, err = cli(capsys, *train_args(data, tmp_path / "runs"), "train.freeze_stride=4")
+    assert_user_error(code, err, "train.freeze_stride: 0")
+    assert leftovers(tmp_path / "runs") == []

@@ -49,6 +49,15 @@ class Backbone(nn.Module):
         """Stride (input pixels per cell) of the deepest returned map."""
         return self.feature_info[-1].stride
 
+    def layers_to_stride(self, stride: int) -> list[nn.Module]:
+        """The innermost modules that compute the features up to ``stride`` input pixels per cell (the stem and the
+        first stages), in forward order: what ``train.freeze_stride`` keeps frozen. Backbones without a stage map
+        refuse."""
+        raise KeyheadError(
+            f"backbone {type(self).__name__} has no stage map to freeze up to stride {stride}; "
+            "set train.freeze_stride: 0 or use a timm backbone"
+        )
+
     def extra_repr(self) -> str:
         levels = ", ".join(f"{f.channels}@/{f.stride}" for f in self.feature_info)
         return f"in_channels={self.in_channels}, features=[{levels}]"

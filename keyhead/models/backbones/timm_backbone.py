@@ -108,6 +108,30 @@ class TimmBackbone(Backbone):
             return [f.permute(0, 3, 1, 2) for f in feats]
         return list(feats)
 
+    def layers_to_stride(self, stride: int) -> list[nn.Module]:
+        """Every leaf module timm runs before and within the last stage whose output stride is <= ``stride``.
+
+        Example:
+            >>> bb = TimmBackbone("resnet18")
+            >>> sorted({n.split(".")[0] for n, m in bb.model.named_modules() if m in bb.layers_to_stride(4)})
+            ['act1', 'bn1', 'conv1', 'layer1', 'maxpool']
+        """
+        levels = [(int(i["reduction"]), str(i["module"])) for i in self.model.feature_info.info]
+        within = [module for reduction, module in levels if reduction <= stride]
+        if not within:
+            strides = ", ".join(str(r) for r, _ in levels)
+            raise KeyheadError(
+                f"train.freeze_stride {stride}: backbone {self.name!r} has stages at strides {strides}; "
+                "use 0 (train everything) or one of those"
+            )
+        modules = dict(self.model.named_modules())
+        last = within[-1] if within[-1] in modules else within[-1].replace(".", "_")  # flattened feature wrappers
+        if last not in modules:
+            raise KeyheadError(f"backbone {self.name!r}: timm names stage {within[-1]!r} but has no such module")
+        names = list(modules)
+        end = max(i for i, n in enumerate(names) if n == last or n.startswith(last + "."))
+        return [modules[n] for n in names[: end + 1] if not any(True for _ in modules[n].children())]
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}, weights={self.weights!r}, {super().extra_repr()}"
 
