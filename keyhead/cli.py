@@ -83,6 +83,11 @@ def evaluate(
     if cv is not None:
         from keyhead.crossval import cross_validate
 
+        if decoder:
+            raise KeyheadError(f"--cv trains the config: choose its decoder with --set model.decoder={decoder}")
+        if flip or data is not None:
+            raise KeyheadError(f"{'--flip' if flip else '--data'} evaluates one run; use it without --cv")
+
         cross_validate(run_dir, cv, set_, out, progress=not no_progress)
         return
     if set_ or out:

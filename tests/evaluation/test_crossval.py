@@ -10,7 +10,7 @@ import pytest
 
 from keyhead.crossval import fold_splits
 from keyhead.errors import KeyheadError
-from tests.cli_helpers import TINY_SETTINGS, assert_user_error, cli
+from tests.cli_helpers import TINY_SETTINGS, assert_user_error, cli, leftovers
 
 
 @pytest.mark.parametrize("n,k", [(16, 3), (10, 10), (7, 2)])
@@ -80,3 +80,17 @@ def test_a_folder_that_is_neither_a_run_nor_a_template_is_refused(tmp_path: Path
 def test_cv_options_without_cv_are_refused(run_dir: Path, capsys):
     code, _, err = cli(capsys, "evaluate", run_dir, "--set", "train.epochs=2")
     assert_user_error(code, err, "--cv")
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [(["--decoder", "argmax"], "--set model.decoder=argmax"), (["--flip"], "--flip"), (["--data", "x"], "--data")],
+    ids=["decoder", "flip", "data"],
+)
+def test_single_run_options_with_cv_are_refused_not_ignored(
+    tmp_path: Path, capsys, monkeypatch, extra: list[str], needle: str
+):
+    monkeypatch.chdir(tmp_path)  # where the folds' runs would go
+    code, _, err = cli(capsys, "evaluate", "heatmap_efficientnet_lite0", "--cv", "3", *extra)
+    assert_user_error(code, err, needle)
+    assert leftovers(tmp_path) == []
