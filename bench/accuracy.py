@@ -12,8 +12,9 @@ trainer, evaluation and confidence calibration), then the run's test metrics:
 - ``helen``: ``face_dynamic`` on the fixed HELEN split (``bench/results/helen_split.json``, the face benchmark's),
   cropped to the landmarks' box with a 25 % margin, NME (inter-ocular) without flip test-time augmentation.
 
-Every row trains the template as shipped (its MultiStepLR milestones lie beyond what a budget-limited run reaches,
-so the rate is constant; ``train.schedule=cosine`` was measured worse on 2026-12-06: README, Benchmarks).
+Every row trains the template as shipped: the heatmap template's MultiStepLR milestones lie beyond what a
+budget-limited run reaches, so its rate is constant (``train.schedule=cosine`` was measured worse there on
+2026-12-06); ``face_dynamic`` anneals with the cosine over the budget (measured better on HELEN): README, Benchmarks.
 
 Every row records the test pixel error (mean, median), NME, the confidence AUROC (a keypoint is bad when its error
 exceeds 5 % of the normaliser; keyhead's calibrated confidence, with the raw one beside it), the ECE, epochs and
@@ -24,6 +25,7 @@ Writes bench/results/accuracy.json (one section per part, merged) and bench/resu
 
 Usage:
     flock /tmp/keyhead-heavy.lock .venv/bin/python bench/accuracy.py                 # every row (~2 h)
+    .venv/bin/python bench/accuracy.py --parts reaching_baseline reaching --minutes 5
     .venv/bin/python bench/accuracy.py --parts openfield --minutes 17
 """
 
