@@ -53,11 +53,7 @@ HELEN = ["data.crop=landmarks", "data.crop_margin=0.25", f"data.split_file={HERE
 
 # part -> (data folder, template, overrides, split seeds, target on the test pixel error or NME, AUROC target)
 PARTS: dict[str, dict] = {
-    "mirror_mouse": {
-        "data": "lightning-pose-mirror-mouse-example",
-        "seeds": [42, 43, 44],
-        "target_px": 5.0,
-    },
+    "mirror_mouse": {"data": "lightning-pose-mirror-mouse-example", "seeds": [42, 43, 44], "target_px": 5.0},
     "openfield": {"data": "dlc-openfield-Pranav-2018-10-30", "target_px": 2.0},
     "reaching": {"data": "dlc-Reaching-Mackenzie-2018-08-30", "beat": "reaching_baseline"},
     "reaching_baseline": {"data": "dlc-Reaching-Mackenzie-2018-08-30", "overrides": BASELINE},

@@ -130,7 +130,7 @@ class TimmBackbone(Backbone):
             raise KeyheadError(f"backbone {self.name!r}: timm names stage {within[-1]!r} but has no such module")
         names = list(modules)
         end = max(i for i, n in enumerate(names) if n == last or n.startswith(last + "."))
-        return [modules[n] for n in names[: end + 1] if not any(True for _ in modules[n].children())]
+        return [modules[n] for n in names[: end + 1] if next(modules[n].children(), None) is None]
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, weights={self.weights!r}, {super().extra_repr()}"
