@@ -57,6 +57,24 @@ def test_calibration_makes_overconfident_scores_honest_and_keeps_the_ranking():
     np.testing.assert_allclose(cal(c).numpy(), cal.numpy(c.numpy()), atol=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_map_fitted_on_few_points_keeps_the_ranking_exactly(seed: int):
+    """Fitted on 40 validation keypoints (a small project's val split), the isotonic fit has long flat steps; the map
+    must still be strictly increasing, so every keypoint's rank, and the AUROC, are the raw confidence's."""
+    from keyhead.metrics import confidence_auroc
+
+    rng = np.random.default_rng(seed)
+    truth = rng.random(440)  # 40 to fit on, 400 to test on
+    conf = truth**0.5
+    err = np.where(rng.random(440) < truth, 0.0, 1.0)
+    cal = ConfidenceCalibration.fit(conf[:40], err[:40] == 0)
+    assert np.all(np.diff(cal.values) > 0)
+    test_conf, test_err = conf[40:].astype(np.float32), err[40:]
+    assert confidence_auroc(cal.numpy(test_conf), test_err, 0.5) == confidence_auroc(test_conf, test_err, 0.5)
+    c = torch.as_tensor(np.sort(test_conf))
+    assert torch.all(torch.diff(cal(c)) >= 0) and len(torch.unique(cal(c))) == len(torch.unique(c))
+
+
 def test_nothing_to_calibrate_against_gives_none():
     assert ConfidenceCalibration.fit(np.linspace(0, 1, 50), np.ones(50, bool)) is None
     assert ConfidenceCalibration.fit(np.linspace(0, 1, 5), np.array([0, 1, 0, 1, 1], bool)) is None  # too few
