@@ -88,6 +88,7 @@ def evaluate_frames(
     context_frames: str = "auto",
     context_video: str | None = None,
     fit_calibration_to: Path | None = None,
+    calibration_method: str = "isotonic",
 ) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics per split and the predictions (original pixels) they came from.
 
@@ -95,9 +96,9 @@ def evaluate_frames(
     are cropped to them enlarged by ``crop_margin``; ``flip_pairs`` turns on flip test-time augmentation. Each
     split's metrics include ``reliability`` (:func:`keyhead.metrics.reliability_bins` of the confidences against
     the errors the AUROC judges). The network runs without the model's confidence calibration; when the model has
-    one (or ``fit_calibration_to`` is a path and a ``val`` split is given: one is fitted on it, saved there and
-    set on the model), metrics and predictions carry the calibrated confidences, and each split keeps the raw
-    confidences' AUROC and ECE under ``raw_confidence``.
+    one (or ``fit_calibration_to`` is a path and a ``val`` split is given: one is fitted on it by
+    ``calibration_method``, saved there and set on the model), metrics and predictions carry the calibrated
+    confidences, and each split keeps the raw confidences' AUROC and ECE under ``raw_confidence``.
     """
     cache = cache or ImageCache(frames, model.backbone.in_channels)
     preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -128,7 +129,11 @@ def evaluate_frames(
         rel, _ = confidence_errors(frames, splits["val"], xy, nme_normalizer)
         labelled = ~np.isnan(rel)
         cal = ConfidenceCalibration.fit(
-            conf[labelled], rel[labelled] <= AUROC_THRESHOLD, fitted_on="val", error_threshold=AUROC_THRESHOLD
+            conf[labelled],
+            rel[labelled] <= AUROC_THRESHOLD,
+            method=calibration_method,
+            fitted_on="val",
+            error_threshold=AUROC_THRESHOLD,
         )
         if cal is not None:
             cal.save(fit_calibration_to)
@@ -225,6 +230,7 @@ def evaluate_run(
         context_frames=cfg.data.context_frames,
         context_video=cfg.data.context_video if data is None else None,
         fit_calibration_to=out / CALIBRATION_FILE if fit else None,
+        calibration_method=cfg.train.calibration,
     )
     payload = {
         "run": str(run),

@@ -1,14 +1,14 @@
 """Confidence calibration: a monotone map, fitted on the validation split, that makes a confidence a probability.
 
 A decoder's confidence ranks keypoints (low = likely wrong) but its value is not a probability: a heatmap peak of
-0.3 may be right 90 % of the time. After training, keyhead fits an isotonic regression (pool-adjacent-violators)
-of "this keypoint is right" (error <= 5 % of the frame's normaliser, the threshold the AUROC uses) on the
+0.3 may be right 90 % of the time. After training, keyhead fits an isotonic regression (pool-adjacent-violators;
+``train.calibration: platt``: Platt scaling, two parameters, steadier on a few dozen keypoints) of "this keypoint
+is right" (error <= 5 % of the frame's normaliser, the threshold the AUROC uses) on the
 validation split's confidences, and stores it as a piecewise-linear map on fixed knots in ``calibration.json``
 beside the weights. :class:`KeypointModel.decode` applies it, so every prediction path (images, videos, flip TTA,
 the ONNX graphs) gives calibrated confidences. The map is strictly increasing (the isotonic values blended with 1 %
 of the identity), so the ranking (the AUROC) is the raw confidence's; what changes is the expected calibration
-error (ECE). A JSON file holds only numbers: nothing in
-it can execute.
+error (ECE). A JSON file holds only numbers: nothing in it can execute.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from keyhead.io.atomic import atomic_write
 
 CALIBRATION_FILE = "calibration.json"  # beside the weights in a run folder
 N_KNOTS = 21  # knots at 0, 0.05, ..., 1
+PLATT_KNOTS = 201  # a sigmoid needs finer knots than a staircase: 0, 0.005, ..., 1
 MIN_POINTS = 20  # fewer validation keypoints than this: no calibration (kept raw)
 # Weight of the identity blended into the isotonic values. An isotonic fit on the 36-200 validation keypoints of a
 # small project is a staircase; its flat steps tie every keypoint they cover, and ties cost AUROC (mirror-mouse split
@@ -58,6 +59,52 @@ def isotonic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs, fitted
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))  # no overflow for any z
+
+
+def platt_fit(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
+    """Platt scaling: logistic regression of ``y`` (0/1) on logit(``x``), with Platt's smoothed targets
+    ((n+ + 1) / (n+ + 2) and 1 / (n- + 2)) that keep a fit on a few dozen points from saturating.
+
+    Two parameters instead of the isotonic fit's free staircase: the literature's choice for small calibration sets
+    (Niculescu-Mizil and Caruana, 2005). The slope is held at >= 0 (a confidence that ranks backwards gets a
+    constant map).
+
+    Returns:
+        (a, b) with p = sigmoid(a * logit(x) + b).
+
+    Example:
+        >>> a, b = platt_fit(np.array([0.2, 0.4, 0.6, 0.8] * 5), np.array([0, 0, 1, 1] * 5))
+        >>> a > 0 and abs(b) < 1e-6
+        True
+    """
+    c = np.clip(np.asarray(x, np.float64), 1e-4, 1.0 - 1e-4)
+    f = np.log(c / (1.0 - c))
+    y = np.asarray(y, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    t = np.where(y, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+
+    def loss(a: float, b: float) -> float:  # the cross-entropy against the smoothed targets
+        return float((np.logaddexp(0.0, a * f + b) - t * (a * f + b)).sum())
+
+    a, b = 0.0, float(np.log(t.mean() / (1.0 - t.mean())))  # start from the constant map
+    for _ in range(iterations):  # Newton's method with step halving on the (convex) cross-entropy
+        p = _sigmoid(a * f + b)
+        w = p * (1.0 - p)
+        grad = np.array([((p - t) * f).sum(), (p - t).sum()])
+        hess = np.array([[(w * f * f).sum(), (w * f).sum()], [(w * f).sum(), w.sum()]]) + 1e-9 * np.eye(2)
+        step, current = np.linalg.solve(hess, grad), loss(a, b)
+        while loss(a - step[0], b - step[1]) > current and np.abs(step).max() > 1e-12:
+            step = step / 2.0
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    if a < 0:
+        a, b = 0.0, float(np.log(t.mean() / (1.0 - t.mean())))
+    return float(a), float(b)
+
+
 class ConfidenceCalibration:
     """A monotone piecewise-linear map of confidences on fixed knots (torch and NumPy, the same arithmetic).
 
@@ -73,22 +120,35 @@ class ConfidenceCalibration:
         self.info = dict(info or {})
 
     @classmethod
-    def fit(cls, confidence: np.ndarray, correct: np.ndarray, **info) -> ConfidenceCalibration | None:
-        """Isotonic fit of ``correct`` (bool) on ``confidence``; None with fewer than ``MIN_POINTS`` finite pairs or
-        when every keypoint is right (or every one wrong): nothing to calibrate against."""
+    def fit(
+        cls, confidence: np.ndarray, correct: np.ndarray, method: str = "isotonic", **info
+    ) -> ConfidenceCalibration | None:
+        """Fit of ``correct`` (bool) on ``confidence`` by ``method``: ``isotonic`` or ``platt`` (:func:`platt_fit`);
+        None with fewer than ``MIN_POINTS`` finite pairs or when every keypoint is right (or every one wrong):
+        nothing to calibrate against."""
         c, ok = np.asarray(confidence, np.float64).ravel(), np.asarray(correct, bool).ravel()
         keep = np.isfinite(c)
         c, ok = np.clip(c[keep], 0.0, 1.0), ok[keep]
         if c.size < MIN_POINTS or ok.all() or not ok.any():
             return None
-        xs, fitted = isotonic_fit(c, ok.astype(np.float64))
-        knots = np.linspace(0.0, 1.0, N_KNOTS)
-        # one value per distinct confidence (the mean over ties), linear between them, ends held flat
-        unique, inverse = np.unique(xs, return_inverse=True)
-        per_x = np.bincount(inverse, weights=fitted) / np.bincount(inverse)
-        values = np.clip(np.maximum.accumulate(np.interp(knots, unique, per_x)), 0.0, 1.0)
+        if method == "platt":
+            a, b = platt_fit(c, ok)
+            knots = np.linspace(0.0, 1.0, PLATT_KNOTS)
+            k = np.clip(knots, 1e-4, 1.0 - 1e-4)
+            values = _sigmoid(a * np.log(k / (1.0 - k)) + b)
+            info = {**info, "platt_a_b": [a, b]}
+        elif method == "isotonic":
+            xs, fitted = isotonic_fit(c, ok.astype(np.float64))
+            knots = np.linspace(0.0, 1.0, N_KNOTS)
+            # one value per distinct confidence (the mean over ties), linear between them, ends held flat
+            unique, inverse = np.unique(xs, return_inverse=True)
+            per_x = np.bincount(inverse, weights=fitted) / np.bincount(inverse)
+            values = np.interp(knots, unique, per_x)
+        else:
+            raise KeyheadError(f"calibration method {method!r}: use isotonic or platt")
+        values = np.clip(np.maximum.accumulate(values), 0.0, 1.0)
         values = (1.0 - IDENTITY_BLEND) * values + IDENTITY_BLEND * knots  # strictly increasing: no ties made
-        return cls(knots, values, {**info, "n_points": int(c.size)})
+        return cls(knots, values, {**info, "method": method, "n_points": int(c.size)})
 
     def numpy(self, confidence: np.ndarray) -> np.ndarray:
         c = np.asarray(confidence, dtype=np.float64)
@@ -105,7 +165,7 @@ class ConfidenceCalibration:
         return v[0] + (ramps * slopes).sum(-1)
 
     def save(self, path: str | os.PathLike) -> None:
-        payload = {"method": "isotonic", "knots": self.knots.tolist(), "values": self.values.tolist(), **self.info}
+        payload = {"method": "isotonic", **self.info, "knots": self.knots.tolist(), "values": self.values.tolist()}
         with atomic_write(path) as f:
             json.dump(payload, f, indent=1)
 
