@@ -3,8 +3,9 @@
 For every run folder given (default: the accuracy benchmark's runs, ``bench/runs/accuracy/*``), the best weights
 predict the validation and test frames once with raw confidences; each method is fitted on the validation
 keypoints (keyhead's rule: right when the error is at most 5 % of the frame's normaliser) and applied to the test
-keypoints: ``none`` (raw), ``isotonic`` and ``platt`` (Platt scaling: a logistic fit on the logit), each as keyhead's
-``calibration.json`` stores it (``train.calibration``). Per run and pooled over every run's test keypoints: the
+keypoints: ``none`` (raw), ``isotonic``, ``platt`` (Platt scaling: a logistic fit on the logit) and ``auto`` (the
+default: Platt below 1000 validation keypoints, isotonic from there), each as keyhead's ``calibration.json`` stores
+it (``train.calibration``). Per run and pooled over every run's test keypoints: the
 expected calibration error (ECE, 10 bins), the Brier score and the AUROC.
 
 Writes bench/results/calibration.json.
@@ -23,25 +24,22 @@ from pathlib import Path
 import numpy as np
 from _common import write_section
 
-from keyhead.data.dataset import load_split
-from keyhead.data.face import apply_crop
-from keyhead.data.prepare import labels_for_model
-from keyhead.evaluation.evaluate import AUROC_THRESHOLD, confidence_errors, evaluate_frames
+from keyhead.evaluation.evaluate import AUROC_THRESHOLD, confidence_errors, evaluate_frames, run_frames
 from keyhead.metrics import confidence_auroc, reliability_bins
 from keyhead.models.build import load_run
 from keyhead.models.calibration import ConfidenceCalibration
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "calibration.json"
-METHODS = ("none", "isotonic", "platt")
+METHODS = ("none", "isotonic", "platt", "auto")
 
 
 def raw_predictions(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Raw confidences and relative errors (error / normaliser) of the run's val and test keypoints, labelled only."""
     model, cfg = load_run(run)
     model.calibration = None
-    frames = apply_crop(labels_for_model(cfg.data.path, model.keypoint_names)[0], cfg.data.crop)
-    splits = {k: v for k, v in load_split(run / "split.json", frames).items() if k in ("val", "test")}
+    frames, splits = run_frames(run, cfg, model.keypoint_names)
+    splits = {k: v for k, v in splits.items() if k in ("val", "test")}
     _, preds = evaluate_frames(
         model,
         frames,

@@ -145,10 +145,11 @@ class TrainConfig(_Section):
     early_stopping_patience: int = Field(0, ge=0, description="epochs without val improvement before stopping; 0 = off")
     val_every: int = Field(1, ge=1)
     max_minutes: float | None = Field(None, gt=0, description="wall-clock budget; training stops cleanly when spent")
-    calibration: Literal["isotonic", "platt", "none"] = Field(
-        "isotonic",
-        description="fit a confidence calibration on the validation split after training: isotonic, platt (Platt "
-        "scaling: steadier on small validation splits) or none (raw)",
+    calibration: Literal["auto", "isotonic", "platt", "none"] = Field(
+        "auto",
+        description="fit a confidence calibration on the validation split after training: auto (platt below 1000 "
+        "validation keypoints, isotonic from there), isotonic, platt (Platt scaling: steadier on small validation "
+        "splits) or none (raw)",
     )
     seed: int = 0
     num_workers: int = Field(0, ge=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keyhead.config import RunConfig
 from keyhead.data.checks import check_recorded_sizes
 from keyhead.data.dataset import ImageCache, KeypointDataset, load_split, recorded_sizes
 from keyhead.data.face import apply_crop
@@ -88,7 +89,7 @@ def evaluate_frames(
     context_frames: str = "auto",
     context_video: str | None = None,
     fit_calibration_to: Path | None = None,
-    calibration_method: str = "isotonic",
+    calibration_method: str = "auto",
 ) -> tuple[dict, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics per split and the predictions (original pixels) they came from.
 
@@ -172,6 +173,22 @@ def split_metrics(
     return m
 
 
+def run_frames(
+    run: Path, cfg: RunConfig, keypoint_names: list[str], frames: LabeledFrames | None = None
+) -> tuple[LabeledFrames, dict[str, list[int]]]:
+    """A run's own labelled frames and split (``split.json``).
+
+    Unless ``frames`` are given (already loaded, e.g. by training), they are read from ``data.path`` in the model's
+    keypoint order, checked against the image sizes the run recorded (an image replaced since training is an
+    error, not a silent mismatch) and cropped as ``data.crop`` says.
+    """
+    if frames is None:
+        frames, sizes = labels_for_model(cfg.data.path, keypoint_names)
+        check_recorded_sizes(recorded_sizes(run), frames, sizes, run)
+        frames = apply_crop(frames, cfg.data.crop)
+    return frames, load_split(run / "split.json", frames)
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     data: str | os.PathLike | None = None,
@@ -207,12 +224,7 @@ def evaluate_run(
         splits = {"test": list(range(len(frames)))}
         out = run / f"eval-{Path(data).resolve().name}{'-flip' if flip else ''}{suffix}"
     else:
-        if frames is None:
-            frames, sizes = labels_for_model(cfg.data.path, model.keypoint_names)
-            recorded = recorded_sizes(run)
-            check_recorded_sizes(recorded, frames, sizes, run)
-            frames = apply_crop(frames, cfg.data.crop)
-        splits = load_split(run / "split.json", frames)
+        frames, splits = run_frames(run, cfg, model.keypoint_names, frames)
         out = run / f"eval{'-flip' if flip else ''}{suffix}" if flip or suffix else run
     flip_pairs = run_flip_pairs(run, model.keypoint_names, cfg.data.flip_pairs) if flip else None
     # the run's own split, without TTA: fit the confidence calibration on val once (train.calibration)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from keyhead.config import TrainConfig
 from keyhead.errors import KeyheadError
 from keyhead.metrics import reliability_bins
 from keyhead.models.calibration import ConfidenceCalibration, isotonic_fit, load_calibration, platt_fit
@@ -108,8 +109,22 @@ def test_platt_calibrates_a_small_validation_split_better_than_the_staircase():
             ece[m].append(reliability_bins(cal.numpy(conf[40:]), err[40:], 0.5)["ece"])
     mean = {k: float(np.mean(v)) for k, v in ece.items()}
     assert mean["platt"] < mean["isotonic"] < mean["raw"] and mean["platt"] < mean["raw"] / 2, mean
-    with pytest.raises(KeyheadError, match="use isotonic or platt"):
+    with pytest.raises(KeyheadError, match="use auto, isotonic or platt"):
         ConfidenceCalibration.fit(conf[:40], err[:40] == 0, method="beta")
+
+
+def test_auto_picks_platt_below_a_thousand_points_and_isotonic_above():
+    """``auto`` (the default): Platt's two parameters where the validation split is small, the isotonic staircase
+    where it has the points a free shape needs (Niculescu-Mizil and Caruana's threshold, ~1000); the choice is
+    written down."""
+    from keyhead.models.calibration import AUTO_ISOTONIC_FROM
+
+    rng = np.random.default_rng(0)
+    for n, chosen in ((AUTO_ISOTONIC_FROM - 1, "platt"), (AUTO_ISOTONIC_FROM, "isotonic")):
+        conf = rng.random(n)
+        cal = ConfidenceCalibration.fit(conf, rng.random(n) < conf, method="auto")
+        assert cal.info["method"] == chosen and cal.info["requested"] == "auto" and cal.info["n_points"] == n
+    assert TrainConfig().calibration == "auto"
 
 
 def test_nothing_to_calibrate_against_gives_none():
@@ -191,6 +206,14 @@ def test_the_onnx_graph_carries_the_calibration(tmp_path: Path):
         raw = wrapper(x)[1]
     np.testing.assert_allclose(conf, calibrated.numpy(), atol=1e-6)
     assert (raw - calibrated).abs().max() > 1e-3  # the map did something
+
+
+def test_a_run_trained_with_the_defaults_gets_the_auto_choice(run_dir: Path):
+    """The real path: `keyhead train` with the default train.calibration (auto) fits Platt on a small validation
+    split, and calibration.json / metrics.json say which method auto chose."""
+    cal = load_calibration(run_dir / "calibration.json")
+    assert cal.info["requested"] == "auto" and cal.info["method"] == "platt" and len(cal.knots) == 201
+    assert json.loads((run_dir / "metrics.json").read_text())["calibration"]["method"] == "platt"
 
 
 def test_train_calibration_platt_through_keyhead_evaluate(run_copy: Path, capsys):
