@@ -19,7 +19,10 @@ budget-limited run reaches, so its rate is constant (``train.schedule=cosine`` w
 Every row records the test pixel error (mean, median), NME, the confidence AUROC (a keypoint is bad when its error
 exceeds 5 % of the normaliser; keyhead's calibrated confidence, with the raw one beside it), the ECE, epochs and
 wall time, and whether the issue's target is met. Finished runs are reused when their config equals the one the
-bench would train (an interrupted benchmark continues); ``--fresh`` trains them again.
+bench would train (an interrupted benchmark continues); a run whose config differs only in settings that leave its
+weights as they are (``train.calibration``, fitted after training; a heatmap decoder with the same positions, e.g.
+``entropy_maxima`` for ``subpixel_maxima``) is re-evaluated with the template's (``keyhead evaluate``), not trained
+again; ``--fresh`` trains them again.
 
 Writes bench/results/accuracy.json (one section per part, merged) and bench/results/accuracy.md (the table).
 
@@ -74,6 +77,27 @@ def _config(template: str | Path, overrides: list[str]):
     return load_config(path, overrides)
 
 
+def _same_weights(run_cfg, cfg):
+    """``run_cfg`` with the settings of ``cfg`` that do not change a run's weights: ``train.calibration`` (fitted
+    after training) and, on a heatmap head, a decoder with the same positions (``Decoder.positions_of``: checkpoint
+    selection saw the same validation errors; only the confidence differs)."""
+    from keyhead.registry import DECODERS
+
+    def positions(name: str | None) -> str:
+        name = name or "subpixel_maxima"  # the heatmap head's own choice
+        return DECODERS.get(name).positions_of or name
+
+    model = run_cfg.model
+    if (
+        model.head == cfg.model.head == "heatmap"
+        and positions(model.decoder) == positions(cfg.model.decoder)
+        and model.decoder_kwargs == cfg.model.decoder_kwargs
+    ):
+        model = model.model_copy(update={"decoder": cfg.model.decoder})
+    train = run_cfg.train.model_copy(update={"calibration": cfg.train.calibration})
+    return run_cfg.model_copy(update={"model": model, "train": train})
+
+
 def train_one(name: str, template: str, overrides: list[str], fresh: bool) -> tuple[Path, float | None]:
     """Train one run (or reuse a finished one with the same config); returns its folder and training wall time."""
     from keyhead.engine.train import train
@@ -84,6 +108,16 @@ def train_one(name: str, template: str, overrides: list[str], fresh: bool) -> tu
     if finished:
         if _config(run / "config.yaml", []).model_dump() == cfg.model_dump():
             print(f"[bench] {name}: reusing the finished run {run}", flush=True)
+            return run, None
+        recal = _same_weights(_config(run / "config.yaml", []), cfg)
+        if recal.model_dump() == cfg.model_dump():
+            from keyhead.config import save_config
+            from keyhead.evaluation.evaluate import evaluate_run
+
+            print(f"[bench] {name}: re-evaluating {run} with the template's calibration and decoder", flush=True)
+            save_config(recal, run / "config.yaml")
+            (run / "calibration.json").unlink(missing_ok=True)
+            evaluate_run(run, progress=False)
             return run, None
         sys.exit(f"[bench] {run} was trained with another config; move it away or pass --fresh to train it again")
     shutil.rmtree(run, ignore_errors=True)

@@ -115,9 +115,10 @@ def test_export_matches_pytorch_default_heatmap(exported: Path, tmp_path: Path):
         ("heatmap", "argmax"),
         ("heatmap", "soft_argmax"),
         ("heatmap", "calibrated_maxima"),
+        ("heatmap", "entropy_maxima"),
         ("regression", "subpixel_maxima"),
     ],
-    ids=["heatmap-argmax", "heatmap-soft_argmax", "heatmap-calibrated_maxima", "regression"],
+    ids=["heatmap-argmax", "heatmap-soft_argmax", "heatmap-calibrated_maxima", "heatmap-entropy_maxima", "regression"],
 )
 def test_export_matches_pytorch(tmp_path: Path, head: str, decoder: str):
     assert_equivalent(make_run(tmp_path / "run", head, decoder), tmp_path)

@@ -17,6 +17,7 @@ from keyhead.models.decoders.functional import (
     argmax_subpixel,
     calibrated_maxima,
     cells_to_pixels,
+    entropy_maxima,
     pixels_to_cells,
     soft_argmax,
     spatial_softmax,
@@ -28,17 +29,23 @@ from keyhead.registry import DECODERS
 
 @dataclass(frozen=True)
 class Decoder:
-    """A registered decoder: ``fn(maps, stride=..., **kwargs) -> (xy (B, K, 2), confidence (B, K))``."""
+    """A registered decoder: ``fn(maps, stride=..., **kwargs) -> (xy (B, K, 2), confidence (B, K))``.
+
+    ``positions_of`` names the decoder whose positions this one returns (only its confidence differs): a run
+    trained with one can be decoded by the other with the same weights and the same pixel errors.
+    """
 
     fn: Callable
     takes_logits: bool = False
     pyramid: bool = False
+    positions_of: str | None = None
 
 
 DECODERS.register("argmax")(Decoder(argmax_subpixel))
 DECODERS.register("soft_argmax")(Decoder(soft_argmax, takes_logits=True))  # FOMM's gaussian2kp, DSNT
 DECODERS.register("subpixel_maxima")(Decoder(subpixel_maxima, pyramid=True))
-DECODERS.register("calibrated_maxima")(Decoder(calibrated_maxima, pyramid=True))
+DECODERS.register("calibrated_maxima")(Decoder(calibrated_maxima, pyramid=True, positions_of="subpixel_maxima"))
+DECODERS.register("entropy_maxima")(Decoder(entropy_maxima, pyramid=True, positions_of="subpixel_maxima"))
 
 __all__ = [
     "Decoder",
@@ -46,6 +53,7 @@ __all__ = [
     "argmax_subpixel",
     "calibrated_maxima",
     "cells_to_pixels",
+    "entropy_maxima",
     "pixels_to_cells",
     "soft_argmax",
     "spatial_softmax",

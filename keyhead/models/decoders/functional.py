@@ -272,6 +272,37 @@ def calibrated_maxima(
     return xy, conf.clamp(0.0, 1.0)
 
 
+def entropy_maxima(
+    maps: torch.Tensor,
+    stride: float = 1.0,
+    upsample_steps: int = 2,
+    beta: float = 1000.0,
+    window: int | None = 5,
+    batch_groups: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sub-pixel maxima positions with the heatmap's normalised entropy as the confidence.
+
+    The position is that of :func:`subpixel_maxima`. The confidence is ``1 - H(p) / log(h * w)`` of the whole map
+    ``p`` (normalised to sum 1): 1 for a single cell, 0 for a uniform map. It reads every cell, so a second peak
+    (the other paw, a look-alike) or a spread map lowers it, where the 5x5 mass of the sharpened map stays near 1
+    and :func:`calibrated_maxima`'s disc sees only the mass near the decoded position. On the accuracy benchmark's
+    runs it ranks wrong keypoints better than both (README, Benchmarks).
+
+    Args:
+        maps: (B, K, h, w) non-negative heatmaps (spatial-softmax maps sum to 1; others are normalised here).
+        stride, upsample_steps, beta, window, batch_groups: as :func:`subpixel_maxima`.
+
+    Returns:
+        xy (B, K, 2) in input pixels; confidence (B, K) in [0, 1].
+    """
+    xy, _ = subpixel_maxima(maps, stride, upsample_steps, beta, window=window, batch_groups=batch_groups)
+    p = maps.flatten(2).clamp_min(0.0)
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+    conf = 1.0 - entropy / math.log(p.shape[-1])
+    return xy, conf.clamp(0.0, 1.0).to(maps.dtype)
+
+
 def spatial_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Softmax over the pixels of each (B, K, h, w) map."""
     b, k, h, w = logits.shape

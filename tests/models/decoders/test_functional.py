@@ -129,7 +129,30 @@ def test_calibrated_confidence_does_not_saturate_and_ranks_spread():
     assert 0.5 < cal[0] < 0.9 and cal[1] < cal[0] - 0.2
 
 
-@pytest.mark.parametrize("decoder", ["subpixel_maxima", "calibrated_maxima"])
+def test_entropy_confidence_is_one_for_a_delta_zero_for_uniform_and_ranks_spread_and_second_peaks():
+    """``entropy_maxima``: subpixel_maxima's positions; confidence 1 - H(map) / log(cells): a delta 1, a uniform
+    map 0, a broad or two-peaked map below a sharp one (a second peak barely moves the 5x5 sharpened mass)."""
+    from keyhead.models.codecs import HeatmapCodec
+    from keyhead.models.decoders.functional import entropy_maxima, subpixel_maxima
+
+    enc = HeatmapCodec((64, 64), 4, 1.0, "softmax", "argmax").encode
+    sharp = enc(torch.tensor([[[30.0, 30.0]]]))[0]
+    broad = HeatmapCodec((64, 64), 4, 2.5, "softmax", "argmax").encode(torch.tensor([[[30.0, 30.0]]]))[0]
+    second = sharp + 0.6 * enc(torch.tensor([[[10.0, 50.0]]]))[0]
+    delta, uniform = torch.zeros_like(sharp), torch.ones_like(sharp)
+    delta[..., 7, 7] = 1.0
+    maps = torch.cat([sharp, broad, second, delta, uniform], 1)
+    maps = maps / maps.flatten(2).sum(-1)[..., None, None]
+    xy, conf = entropy_maxima(maps, 4, 2)
+    ref_xy, ref_conf = subpixel_maxima(maps, 4, 2)
+    assert torch.equal(xy, ref_xy)
+    c = conf[0].tolist()
+    assert c[3] == pytest.approx(1.0) and c[4] == pytest.approx(0.0, abs=1e-6)
+    assert c[0] > c[1] + 0.1 and c[0] > c[2] + 0.05
+    assert ref_conf[0, 2] > ref_conf[0, 0] - 0.01  # the window mass does not see the second peak
+
+
+@pytest.mark.parametrize("decoder", ["subpixel_maxima", "calibrated_maxima", "entropy_maxima"])
 @pytest.mark.parametrize("window", [None, 3])
 def test_batch_independent_groups_give_the_same_keypoints(decoder: str, window):
     """``batch_groups=False`` (K groups, what ONNX export needs) decodes exactly as the eager B*K grouping."""
@@ -147,4 +170,7 @@ def test_decoders_declare_what_they_take():
 
     assert DECODERS.get("soft_argmax").takes_logits and not DECODERS.get("subpixel_maxima").takes_logits
     assert DECODERS.get("subpixel_maxima").pyramid and not DECODERS.get("argmax").pyramid
+    for name in ("calibrated_maxima", "entropy_maxima"):  # the same positions, another confidence
+        assert DECODERS.get(name).positions_of == "subpixel_maxima"
+    assert DECODERS.get("subpixel_maxima").positions_of is None and DECODERS.get("argmax").positions_of is None
     assert HeatmapCodec((64, 64), 4, decoder="argmax").decoder_kwargs == {}  # no pyramid steps for a plain arg-max
