@@ -126,7 +126,7 @@ class ConfidenceCalibration:
 
     @classmethod
     def fit(
-        cls, confidence: np.ndarray, correct: np.ndarray, method: str = "isotonic", **info
+        cls, confidence: np.ndarray, correct: np.ndarray, method: str = "auto", **info
     ) -> ConfidenceCalibration | None:
         """Fit of ``correct`` (bool) on ``confidence`` by ``method``: ``isotonic``, ``platt`` (:func:`platt_fit`) or
         ``auto`` (isotonic from ``AUTO_ISOTONIC_FROM`` points on, Platt below; ``info`` records the choice);
